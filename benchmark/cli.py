@@ -1,0 +1,234 @@
+"""Command line: ``python -m benchmark run|ls|datasets|leaderboard|tune``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.registry import split_names
+
+DEFAULT_DATASET = "ml-100k"
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in split_names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"seeds must be integers like 0,1,2, got {text!r}"
+        ) from None
+
+
+def _ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(s) for s in split_names(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"K values must be integers like 5,10,20, got {text!r}"
+        ) from None
+    if not ks or any(k <= 0 for k in ks):
+        raise argparse.ArgumentTypeError(f"every K must be a positive integer, got {text!r}")
+    return ks
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train and evaluate models; one result record per run")
+    run.add_argument("--models", required=True, help="comma-separated model names (see `ls`)")
+    run.add_argument("--dataset", default=DEFAULT_DATASET, help="comma-separated dataset names")
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder holding dataset files (default: $GENREC_DATA_DIR)",
+    )
+    run.add_argument("--profile", default="quick", choices=["smoke", "quick", "paper"])
+    run.add_argument("--seeds", type=_seeds, default=[0])
+    run.add_argument("--results-dir", type=Path, default=Path("results"))
+    run.add_argument("--force", action="store_true", help="re-run completed runs")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for all models, or MODEL.KEY=VALUE for one",
+    )
+    run.add_argument("--max-history", type=int, default=20)
+    run.add_argument("--ks", type=_ks, default=(5, 10, 20))
+    run.add_argument(
+        "--tuned",
+        action="store_true",
+        help="start from results/tuned/<dataset>/<model>.yaml (see `tune`)",
+    )
+    run.add_argument("--quiet", action="store_true")
+
+    sub.add_parser("ls", help="list registered models and datasets")
+    datasets = sub.add_parser("datasets", help="dataset statistics and whether files are found")
+    datasets.add_argument("--data-dir", type=Path, default=None)
+
+    board = sub.add_parser("leaderboard", help="regenerate tables and figures from result records")
+    board.add_argument("--results-dir", type=Path, default=Path("results"))
+    board.add_argument("--no-figures", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (BenchmarkError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from benchmark.data import Protocol
+    from benchmark.datasets import default_data_dir
+    from benchmark.runner import run_batch
+
+    tuned = None
+    if args.tuned:
+        from benchmark.tuning import load_tuned
+
+        tuned = lambda model, dataset: load_tuned(args.results_dir, model, dataset)  # noqa: E731
+    outcomes = run_batch(
+        split_names(args.models),
+        split_names(args.dataset),
+        profile=args.profile,
+        seeds=args.seeds,
+        results_dir=args.results_dir,
+        data_dir=args.data_dir or default_data_dir(),
+        force=args.force,
+        overrides=args.overrides,
+        protocol=Protocol(max_history=args.max_history, ks=args.ks),
+        quiet=args.quiet,
+        tuned=tuned,
+    )
+    rows = []
+    for out in outcomes:
+        rec = out.record or {}
+        test, diag = rec.get("test") or {}, rec.get("diagnostics") or {}
+        rows.append(
+            [
+                out.spec.dataset,
+                out.spec.model,
+                out.spec.seed,
+                out.status,
+                *(
+                    f"{test[m]:.4f}" if m in test else ""
+                    for m in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
+                ),
+                diag.get("train_seconds", ""),
+                rec.get("error") or "",
+            ]
+        )
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "dataset",
+                "model",
+                "seed",
+                "status",
+                "R@10",
+                "N@10",
+                "R@20",
+                "N@20",
+                "train s",
+                "error",
+            ],
+        )
+    )
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        print(
+            f"{len(failed)} run(s) failed; their records hold the error and traceback:",
+            *(f"  {o.path}" for o in failed),
+            sep="\n",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from benchmark.datasets import load_cards
+    from benchmark.runner import model_registry
+
+    registry = model_registry()
+    print("models:")
+    for name in registry.names():
+        cls = registry.get(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        print(f"  {name:<12} {doc}")
+    print("datasets:")
+    cards = load_cards()
+    for name in cards.names():
+        print(f"  {name:<14} {cards.get(name).description}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from benchmark.data import dataset_stats, load_sequence_data
+    from benchmark.datasets import default_data_dir, load_cards
+
+    data_dir = args.data_dir or default_data_dir()
+    rows = []
+    cards = load_cards()
+    for name in cards.names():
+        card = cards.get(name)
+        missing = card.missing_files(data_dir)
+        if missing:
+            rows.append([name, "no", "", "", "", "", f"missing: {', '.join(missing)}"])
+            continue
+        stats = dataset_stats(load_sequence_data(name, data_dir))
+        rows.append(
+            [
+                name,
+                "yes",
+                stats["n_users"],
+                stats["n_items"],
+                stats["n_interactions"],
+                stats["avg_history"],
+                stats["fingerprint"],
+            ]
+        )
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "dataset",
+                "found",
+                "users",
+                "items",
+                "interactions",
+                "avg history",
+                "fingerprint / note",
+            ],
+        )
+    )
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard import write_leaderboard
+
+    written = write_leaderboard(args.results_dir)
+    if not args.no_figures:
+        from benchmark.figures import write_figures
+
+        written += write_figures(args.results_dir, args.results_dir / "figures")
+    for path in written:
+        print(path)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "ls": cmd_ls, "datasets": cmd_datasets, "leaderboard": cmd_leaderboard}

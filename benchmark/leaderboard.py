@@ -1,0 +1,602 @@
+"""Turn stored run records into a paper's results section.
+
+Pipeline: :func:`load_records` -> :func:`runs_frame` (one tidy row per run) ->
+:func:`build_leaderboard` (one :class:`Table` per dataset name, fingerprint, profile and protocol;
+those are never mixed) -> :func:`summarize` (mean, std and seeds per model and metric; Wilcoxon
+signed-rank against the column's best, Holm-corrected) -> Markdown, LaTeX and a tidy CSV.
+:func:`write_leaderboard` runs it all.
+
+A missing cell is shown as missing and explained under its table, never averaged around.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import wilcoxon
+from tabulate import tabulate
+
+from benchmark.errors import BenchmarkError
+
+SCHEMA_VERSION = 1
+ALPHA = 0.05
+DIGITS = 4
+ACCURACY = ("recall", "ndcg")
+DISPLAY = {"recall": "Recall", "ndcg": "NDCG", "mrr": "MRR"}
+KEY = ["dataset", "fingerprint", "profile", "protocol"]
+IDENTITY = ["run_id", "status", "error", "model", "seed", "config", "finished_at", *KEY]
+ARRAYS = ["users", "ranks", "curve"]
+COST = {
+    "num_parameters": "Params",
+    "train_seconds": "Train (s)",
+    "test_users_per_second": "Users/s",
+}
+
+
+# ---------------------------------------------------------------- load
+
+
+def load_records(results_dir: Path) -> list[dict[str, Any]]:
+    """Every run record under ``results_dir/runs`` (recursively), in path order."""
+    paths = sorted(Path(results_dir).glob("runs/**/*.json"))
+    if not paths:
+        raise BenchmarkError(
+            f"no run records under {results_dir}/runs; run `python -m benchmark run` first"
+        )
+    return [_read_record(path) for path in paths]
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BenchmarkError(f"{path} is not valid JSON ({exc}); delete it and re-run") from exc
+    if record.get("schema_version") != SCHEMA_VERSION:
+        raise BenchmarkError(
+            f"{path} has schema_version {record.get('schema_version')!r}; "
+            f"this aggregator reads version {SCHEMA_VERSION}"
+        )
+    return record
+
+
+def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per record: identity columns, per-user arrays, one column per scalar value."""
+    frame = pd.DataFrame([_run_row(record) for record in records])
+    frame["finished_at"] = pd.to_datetime(frame["finished_at"], utc=True, format="ISO8601")
+    return frame
+
+
+def _run_row(record: dict[str, Any]) -> dict[str, Any]:
+    spec = record.get("spec") or {}
+    model = record.get("model") or {}
+    diagnostics = record.get("diagnostics") or {}
+    protocol = record.get("protocol")
+    return {
+        "run_id": record.get("run_id"),
+        "status": record.get("status"),
+        "error": record.get("error"),
+        "model": spec.get("model"),
+        "seed": record.get("seed", spec.get("seed")),
+        "config": _canonical(model.get("config", spec.get("config"))),
+        "finished_at": record.get("finished_at"),
+        "dataset": spec.get("dataset"),
+        "fingerprint": (record.get("dataset") or {}).get("fingerprint"),
+        "profile": spec.get("profile"),
+        "protocol": _canonical(protocol) if protocol else None,
+        "users": record.get("test_users"),
+        "ranks": record.get("test_ranks"),
+        "curve": record.get("curve") or [],
+        "num_parameters": model.get("num_parameters"),
+        "train_seconds": diagnostics.get("train_seconds"),
+        "test_users_per_second": diagnostics.get("test_users_per_second"),
+        **(record.get("test") or {}),
+        **_sid_columns(diagnostics.get("sid")),
+    }
+
+
+def _sid_columns(sid: dict[str, Any] | None) -> dict[str, float]:
+    if not sid:
+        return {}
+    columns = {
+        "sid_collision_rate": sid.get("collision_rate"),
+        "sid_invalid_rate": sid.get("invalid_rate"),
+    }
+    for level, stats in enumerate(sid.get("levels", []), start=1):
+        columns[f"sid_l{level}_usage"] = stats.get("usage")
+        columns[f"sid_l{level}_entropy_bits"] = stats.get("entropy_bits")
+    return columns
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def value_columns(runs: pd.DataFrame) -> list[str]:
+    """The scalar value columns of a runs frame (metrics, cost, SID diagnostics)."""
+    return [c for c in runs.columns if c not in IDENTITY and c not in ARRAYS]
+
+
+# ---------------------------------------------------------------- group
+
+
+@dataclass
+class Table:
+    """The runs of one (dataset, fingerprint, profile, protocol): never mixed with another."""
+
+    dataset: str
+    fingerprint: str
+    profile: str
+    protocol: str
+    runs: pd.DataFrame
+    failed: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    slug: str = ""
+
+    @property
+    def models(self) -> list[str]:
+        return sorted(set(self.runs["model"]) | set(self.failed["model"]))
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(set(self.runs["seed"]) | set(self.failed["seed"]))
+
+    @property
+    def columns(self) -> list[str]:
+        """Accuracy columns in paper order: Recall@5, NDCG@5, Recall@10, ..."""
+        ks = json.loads(self.protocol).get("ks", [5, 10, 20])
+        return [f"{metric}@{k}" for k in ks for metric in ACCURACY]
+
+    @property
+    def title(self) -> str:
+        protocol = ", ".join(f"{k}={v}" for k, v in json.loads(self.protocol).items())
+        return (
+            f"{self.slug}: {self.dataset}, {self.profile} profile, "
+            f"fingerprint {self.fingerprint}, {protocol}"
+        )
+
+
+@dataclass
+class Leaderboard:
+    """All tables, failed runs that fit no table, and why a dataset has several tables."""
+
+    tables: list[Table]
+    orphans: pd.DataFrame
+    split_notes: dict[str, str]
+    n_records: int
+
+
+def build_leaderboard(records: list[dict[str, Any]]) -> Leaderboard:
+    """Group records into tables; deduplicate; attach missing-seed and duplicate notes."""
+    frame = runs_frame(records)
+    ok = frame[frame["status"] == "ok"]
+    failed = frame[frame["status"] != "ok"]
+    tables, matched = [], pd.Series(False, index=failed.index)
+    for key, runs in ok.groupby(KEY, sort=True, dropna=False):
+        mask = _failed_in(failed, dict(zip(KEY, key)))
+        matched |= mask
+        tables.append(_table(dict(zip(KEY, key)), pd.concat([runs, failed[mask]])))
+    _assign_slugs(tables)
+    return Leaderboard(tables, failed[~matched], _split_notes(tables), len(frame))
+
+
+def _failed_in(failed: pd.DataFrame, key: dict[str, Any]) -> pd.Series:
+    """Failed runs that may belong to ``key``: same dataset and profile; fingerprint and protocol
+    equal where the failed record has them."""
+    same = (failed["dataset"] == key["dataset"]) & (failed["profile"] == key["profile"])
+    for column in ("fingerprint", "protocol"):
+        same &= failed[column].isna() | (failed[column] == key[column])
+    return same
+
+
+def _table(key: dict[str, Any], runs: pd.DataFrame) -> Table:
+    kept, notes = _deduplicate(runs)
+    ok = kept[kept["status"] == "ok"]
+    table = Table(**key, runs=ok, failed=kept[kept["status"] != "ok"])
+    table.notes = _seed_notes(table) + notes + _rank_notes(ok)
+    return table
+
+
+def _deduplicate(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Keep the newest record (by finished_at) per model and seed; say so when there were more."""
+    runs = runs.sort_values("finished_at", na_position="first", kind="stable")
+    notes = []
+    for (model, seed), dups in runs.groupby(["model", "seed"]):
+        if len(dups) > 1:
+            kept = dups.iloc[-1]
+            configs = "different configs" if dups["config"].nunique() > 1 else "the same config"
+            notes.append(
+                f"{model} seed {seed}: {len(dups)} records with {configs}; kept the newest "
+                f"(run {kept['run_id']}, {kept['status']}, finished {kept['finished_at']})."
+            )
+    return runs.drop_duplicates(["model", "seed"], keep="last"), notes
+
+
+def _seed_notes(table: Table) -> list[str]:
+    notes = []
+    for model in table.models:
+        ok = set(table.runs.loc[table.runs["model"] == model, "seed"])
+        failed = sorted(table.failed.loc[table.failed["model"] == model, "seed"])
+        absent = [s for s in table.seeds if s not in ok and s not in failed]
+        parts = [f"{_seeds(failed)} failed"] if failed else []
+        parts += [f"no record for {_seeds(absent)}"] if absent else []
+        if not ok:
+            parts.append("no successful run, so its cells are shown as missing")
+        elif parts:
+            parts.append(f"its means use {len(ok)} of {len(table.seeds)} seeds")
+        if parts:
+            notes.append(f"{model}: " + "; ".join(parts) + ".")
+    return notes
+
+
+def _rank_notes(ok: pd.DataFrame) -> list[str]:
+    notes = []
+    for model, runs in ok.groupby("model"):
+        missing = runs.loc[runs["ranks"].isna() | runs["users"].isna(), "seed"].tolist()
+        if len(missing) == len(runs):
+            notes.append(f"{model}: no per-user ranks, so it is not tested for significance.")
+        elif missing:
+            notes.append(
+                f"{model}: no per-user ranks for {_seeds(missing)}; its tests use the other seeds."
+            )
+    return notes
+
+
+def _seeds(values: list[Any]) -> str:
+    return ("seed " if len(values) == 1 else "seeds ") + ", ".join(str(v) for v in values)
+
+
+def _assign_slugs(tables: list[Table]) -> None:
+    """``dataset-profile``, plus a hash of fingerprint and protocol where that is ambiguous."""
+    names = [f"{t.dataset}-{t.profile}" for t in tables]
+    for table, name in zip(tables, names):
+        table.slug = name
+        if names.count(name) > 1:
+            digest = hashlib.sha1(f"{table.fingerprint}|{table.protocol}".encode()).hexdigest()
+            table.slug += f"-{digest[:6]}"
+
+
+def _split_notes(tables: list[Table]) -> dict[str, str]:
+    """Why a dataset name has several tables: which of fingerprint, profile, protocol differ."""
+    notes = {}
+    for dataset in sorted({t.dataset for t in tables}):
+        same = [t for t in tables if t.dataset == dataset]
+        if len(same) < 2:
+            continue
+        reasons = [
+            f"{label} differ ({', '.join(values)})"
+            for label, attr in (("dataset fingerprints", "fingerprint"), ("profiles", "profile"))
+            if len(values := sorted({str(getattr(t, attr)) for t in same})) > 1
+        ]
+        protocols = [json.loads(t.protocol) for t in same]
+        for name in sorted({name for p in protocols for name in p}):
+            values = sorted({_canonical(p.get(name)) for p in protocols})
+            if len(values) > 1:
+                reasons.append(f"protocol {name} differs ({' vs '.join(values)})")
+        notes[dataset] = (
+            f"{dataset} has {len(same)} separate tables, never mixed, because "
+            + "; ".join(reasons)
+            + "."
+        )
+    return notes
+
+
+# ---------------------------------------------------------------- summarize
+
+
+def summarize(table: Table, alpha: float = ALPHA) -> pd.DataFrame:
+    """One row per model and metric: mean, std and n_seeds over seeds; for accuracy columns also
+    p_value (Wilcoxon vs. the column's best), p_holm, significant and place (1 best, 2 second).
+    A model with no successful run gets rows with n_seeds 0 and no mean."""
+    long = table.runs.melt(["model", "seed"], value_columns(table.runs), var_name="metric")
+    long = long.dropna(subset="value").astype({"value": float})
+    stats = long.groupby(["model", "metric"])["value"].agg(["mean", "std", "count"])
+    stats = stats.rename(columns={"count": "n_seeds"})
+    grid = pd.MultiIndex.from_product([table.models, table.columns], names=["model", "metric"])
+    stats = stats.reindex(stats.index.union(grid)).fillna({"n_seeds": 0}).reset_index()
+    stats = stats.astype({"n_seeds": int})
+    places = stats.groupby("metric")["mean"].transform(_places)
+    stats["place"] = places.where(stats["metric"].isin(table.columns)).astype("Int64")
+    stats = stats.merge(_significance(table, stats), on=["model", "metric"], how="left")
+    stats["significant"] = stats["p_holm"].lt(alpha)
+    return stats
+
+
+def _places(means: pd.Series) -> pd.Series:
+    """1 for the best mean, 2 for the second (at the displayed precision; ties share a place)."""
+    rounded = means.round(DIGITS)
+    best = sorted(rounded.dropna().unique(), reverse=True)[:2]
+    return rounded.map({value: place for place, value in enumerate(best, start=1)})
+
+
+def _significance(table: Table, stats: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for metric in table.columns:
+        means = stats[stats["metric"] == metric].set_index("model")["mean"].dropna()
+        if means.empty:
+            continue
+        best = means.idxmax()
+        reference = _per_user(table.runs, best, metric)
+        pvalues = {
+            model: _wilcoxon(reference, _per_user(table.runs, model, metric))
+            for model in means.index.drop(best)
+        }
+        pvalues = {model: p for model, p in pvalues.items() if not np.isnan(p)}
+        holm = _holm(pvalues)
+        rows += [
+            {"model": m, "metric": metric, "p_value": p, "p_holm": holm[m]}
+            for m, p in pvalues.items()
+        ]
+    return pd.DataFrame(rows, columns=["model", "metric", "p_value", "p_holm"])
+
+
+def per_user_metric(ranks: np.ndarray, metric: str) -> np.ndarray:
+    """Per-user ``recall@K``, ``ndcg@K`` or ``mrr@K`` from 1-based ranks (0 = not retrieved)."""
+    name, k = metric.split("@")
+    ranks = np.asarray(ranks, dtype=float)
+    hit = (ranks > 0) & (ranks <= int(k))
+    safe = np.where(hit, ranks, 1.0)
+    value = {"recall": np.ones_like(safe), "ndcg": 1.0 / np.log2(safe + 1), "mrr": 1.0 / safe}
+    return np.where(hit, value[name], 0.0)
+
+
+def _per_user(runs: pd.DataFrame, model: str, metric: str) -> pd.Series:
+    """The per-user metric of ``model``, averaged over its seeds, indexed by test user id."""
+    runs = runs[(runs["model"] == model) & runs["ranks"].notna() & runs["users"].notna()]
+    seeds = [
+        pd.Series(per_user_metric(ranks, metric), index=users)
+        for users, ranks in zip(runs["users"], runs["ranks"])
+    ]
+    return pd.concat(seeds).groupby(level=0).mean() if seeds else pd.Series(dtype=float)
+
+
+def _wilcoxon(reference: pd.Series, other: pd.Series) -> float:
+    """Two-sided Wilcoxon signed-rank p-value, paired by user; NaN when nothing pairs."""
+    paired = pd.concat([reference, other], axis=1, join="inner")
+    if paired.empty:
+        return float("nan")
+    if (paired[0] == paired[1]).all():
+        return 1.0
+    return float(wilcoxon(paired[0], paired[1]).pvalue)
+
+
+def _holm(pvalues: dict[str, float]) -> dict[str, float]:
+    """Holm step-down adjusted p-values."""
+    adjusted, running = {}, 0.0
+    for i, model in enumerate(sorted(pvalues, key=pvalues.get)):
+        running = max(running, min(1.0, (len(pvalues) - i) * pvalues[model]))
+        adjusted[model] = running
+    return adjusted
+
+
+# ---------------------------------------------------------------- render
+
+
+@dataclass(frozen=True)
+class Style:
+    """Markup of one output format."""
+
+    bold: str
+    underline: str
+    pm: str
+    dagger: str
+    alpha: str
+    missing: str
+    escape: Callable[[str], str] = str
+
+
+def _tex_escape(text: str) -> str:
+    special = {c: "\\" + c for c in "&%$#_{}"}
+    special |= {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\^{}"}
+    return "".join(special.get(c, c) for c in str(text))
+
+
+MARKDOWN = Style("**{}**", "<ins>{}</ins>", " ± ", "†", "α", "—")
+LATEX = Style(
+    r"\textbf{{{}}}",
+    r"\underline{{{}}}",
+    r" $\pm$ ",
+    r"$^\dagger$",
+    r"$\alpha$",
+    "---",
+    _tex_escape,
+)
+
+
+def _cell(row: pd.Series, style: Style) -> str:
+    if row["n_seeds"] == 0 or pd.isna(row["mean"]):
+        return style.missing
+    text = f"{row['mean']:.{DIGITS}f}"
+    if not pd.isna(row["std"]):
+        text += f"{style.pm}{row['std']:.{DIGITS}f}"
+    text = {1: style.bold, 2: style.underline}.get(row["place"], "{}").format(text)
+    return text + (style.dagger if row["significant"] else "")
+
+
+def _cost(metric: str, value: float, style: Style) -> str:
+    if pd.isna(value):
+        return style.missing
+    if metric == "num_parameters":
+        for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+            if value >= scale:
+                return f"{value / scale:.3g}{suffix}"
+        return f"{value:.0f}"
+    return f"{value:.1f}"
+
+
+def leaderboard_cells(table: Table, summary: pd.DataFrame, style: Style) -> pd.DataFrame:
+    """The leaderboard of one table as strings: model, seeds, accuracy cells, cost columns."""
+    by_cell = summary.set_index(["model", "metric"])
+    rows = []
+    for model in table.models:
+        n_ok = int((table.runs["model"] == model).sum())
+        seeds = str(n_ok) if n_ok == len(table.seeds) else f"{n_ok}/{len(table.seeds)}"
+        row = {"Model": style.escape(model), "Seeds": seeds}
+        for metric in table.columns:
+            name, k = metric.split("@")
+            row[f"{DISPLAY[name]}@{k}"] = _cell(by_cell.loc[(model, metric)], style)
+        for metric, header in COST.items():
+            value = by_cell["mean"].get((model, metric), float("nan"))
+            row[header] = _cost(metric, value, style)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sid_cells(summary: pd.DataFrame, style: Style) -> pd.DataFrame:
+    """Semantic-ID diagnostics (mean over seeds) for models that report them; empty otherwise."""
+    sid = summary[summary["metric"].str.startswith("sid_")]
+    wide = sid.pivot(index="model", columns="metric", values="mean")
+    levels = sorted({int(m[5:].split("_")[0]) for m in wide.columns if m.startswith("sid_l")})
+    columns = {f"sid_l{i}_usage": f"L{i} usage" for i in levels}
+    columns |= {f"sid_l{i}_entropy_bits": f"L{i} entropy (bits)" for i in levels}
+    columns |= {"sid_collision_rate": "Collision rate", "sid_invalid_rate": "Invalid-ID rate"}
+    digits = {"usage": 3, "bits": 2, "rate": 4}
+    rows = []
+    for model, values in wide.iterrows():
+        row = {"Model": style.escape(model)}
+        for metric, header in columns.items():
+            value = values.get(metric, float("nan"))
+            places = digits[metric.rsplit("_", 1)[-1]]
+            row[header] = style.missing if pd.isna(value) else f"{value:.{places}f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _footnotes(table: Table, style: Style, alpha: float) -> list[str]:
+    legend = (
+        f"Test scores, mean{style.pm}std over seeds. Bold: best; underlined: second. "
+        f"{style.dagger}: significantly worse than the column's best model (two-sided Wilcoxon "
+        "signed-rank test on per-user scores averaged over seeds, paired by test user, "
+        f"Holm-corrected across the models in the column, {style.alpha} = {alpha}). "
+        f"{style.missing}: no successful run. Seeds n/m: n of the table's m seeds. "
+        "Params: parameters; Train (s): mean training time; Users/s: test users decoded per second."
+    )
+    return [legend] + [style.escape(note) for note in table.notes]
+
+
+def _failed_lines(failed: pd.DataFrame) -> list[str]:
+    return [
+        f"- `{row.model}` on {row.dataset} seed {row.seed} (run {row.run_id}): {row.error}"
+        for row in failed.sort_values(["model", "seed"]).itertuples()
+    ]
+
+
+def _markdown(cells: pd.DataFrame) -> str:
+    return tabulate(
+        cells, headers="keys", tablefmt="github", showindex=False, disable_numparse=True
+    )
+
+
+def render_markdown(board: Leaderboard, summaries: list[pd.DataFrame], alpha: float = ALPHA) -> str:
+    """``leaderboard.md``: every table with its footnotes, failed runs and SID diagnostics."""
+    n_ok = sum(len(t.runs) for t in board.tables)
+    lines = [
+        "# Leaderboard",
+        "",
+        (
+            f"Generated by `benchmark.leaderboard` from {board.n_records} run records "
+            f"({n_ok} successful runs kept in tables). Do not edit by hand."
+        ),
+    ]
+    for dataset in sorted({t.dataset for t in board.tables}):
+        lines += ["", f"## {dataset}"]
+        if dataset in board.split_notes:
+            lines += ["", f"> {board.split_notes[dataset]}"]
+        for table, summary in zip(board.tables, summaries):
+            if table.dataset == dataset:
+                lines += _markdown_table(table, summary, alpha)
+    if not board.orphans.empty:
+        lines += ["", "## Failed runs outside every table", "", *_failed_lines(board.orphans)]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_table(table: Table, summary: pd.DataFrame, alpha: float) -> list[str]:
+    lines = ["", f"### {table.title}", "", _markdown(leaderboard_cells(table, summary, MARKDOWN))]
+    lines += [""] + [f"- {note}" for note in _footnotes(table, MARKDOWN, alpha)]
+    if not table.failed.empty:
+        lines += ["", "Failed runs:", "", *_failed_lines(table.failed)]
+    sid = sid_cells(summary, MARKDOWN)
+    if not sid.empty:
+        lines += ["", f"#### Semantic-ID diagnostics ({table.slug}, mean over seeds)", ""]
+        lines.append(_markdown(sid))
+    return lines
+
+
+def _tabular(cells: pd.DataFrame) -> list[str]:
+    header = " & ".join(_tex_escape(c) for c in cells.columns)
+    return [
+        r"\resizebox{\linewidth}{!}{%",
+        rf"\begin{{tabular}}{{l{'r' * (len(cells.columns) - 1)}}}",
+        r"\toprule",
+        header + r" \\",
+        r"\midrule",
+        *(" & ".join(row) + r" \\" for row in cells.itertuples(index=False)),
+        r"\bottomrule",
+        r"\end{tabular}}",
+    ]
+
+
+def _latex_float(caption: str, label: str, cells: pd.DataFrame, notes: list[str]) -> list[str]:
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex_escape(caption)}}}"]
+    lines += [rf"\label{{{label}}}", *_tabular(cells)]
+    if notes:
+        lines += [r"\par\smallskip\footnotesize", *(note + r"\par" for note in notes)]
+    return lines + [r"\end{table}", ""]
+
+
+def render_latex(board: Leaderboard, summaries: list[pd.DataFrame], alpha: float = ALPHA) -> str:
+    """``leaderboard.tex``: one booktabs table per group (plus SID diagnostics); failed runs as
+    comments. Needs ``\\usepackage{booktabs,graphicx}``."""
+    lines = ["% Generated by benchmark.leaderboard; do not edit. Needs booktabs and graphicx.", ""]
+    for table, summary in zip(board.tables, summaries):
+        if table.dataset in board.split_notes:
+            lines.append(f"% {board.split_notes[table.dataset]}")
+        notes = _footnotes(table, LATEX, alpha)
+        cells = leaderboard_cells(table, summary, LATEX)
+        lines += _latex_float(table.title, f"tab:{table.slug}", cells, notes)
+        lines += [f"% failed: {line[2:]}" for line in _failed_lines(table.failed)]
+        sid = sid_cells(summary, LATEX)
+        if not sid.empty:
+            caption = f"Semantic-ID diagnostics, {table.title} (mean over seeds)"
+            lines += _latex_float(caption, f"tab:{table.slug}-sid", sid, [])
+    lines += [f"% failed outside every table: {line[2:]}" for line in _failed_lines(board.orphans)]
+    return "\n".join(lines) + "\n"
+
+
+def tidy_csv(board: Leaderboard, summaries: list[pd.DataFrame]) -> pd.DataFrame:
+    """``leaderboard.csv``: one row per table, model and metric (accuracy, cost, SID)."""
+    frames = [
+        summary.assign(
+            table=t.slug,
+            dataset=t.dataset,
+            fingerprint=t.fingerprint,
+            profile=t.profile,
+            protocol=t.protocol,
+        )
+        for t, summary in zip(board.tables, summaries)
+    ]
+    columns = ["table", "dataset", "fingerprint", "profile", "protocol", "model", "metric"]
+    columns += ["mean", "std", "n_seeds", "p_value", "p_holm", "significant", "place"]
+    return (
+        pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    )
+
+
+def write_leaderboard(results_dir: Path, out_dir: Path | None = None) -> list[Path]:
+    """Write ``leaderboard.md``, ``.csv`` and ``.tex`` for the records under ``results_dir/runs``
+    into ``out_dir`` (default ``results_dir``); returns the written paths."""
+    out_dir = Path(out_dir if out_dir is not None else results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    board = build_leaderboard(load_records(Path(results_dir)))
+    summaries = [summarize(table) for table in board.tables]
+    paths = [out_dir / f"leaderboard.{ext}" for ext in ("md", "csv", "tex")]
+    paths[0].write_text(render_markdown(board, summaries))
+    tidy_csv(board, summaries).to_csv(paths[1], index=False)
+    paths[2].write_text(render_latex(board, summaries))
+    return paths

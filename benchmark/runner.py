@@ -1,0 +1,365 @@
+"""Run specs, the harness side of the model contract, and the batch runner.
+
+A run is (model, dataset, profile + resolved config, seed, protocol); its id is a hash of that
+canonical spec. Completed runs are skipped unless forced; a failing run is recorded with its error
+and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from benchmark.cache import DiskCache, key_hash
+from benchmark.data import Protocol, cache_root, dataset_stats, load_sequence_data
+from benchmark.embeddings import DEFAULT_ENCODER, encode_texts
+from benchmark.errors import BenchmarkError
+from benchmark.metrics import metrics_from_ranks, target_ranks
+from benchmark.records import (
+    SCHEMA_VERSION,
+    PeakMemory,
+    environment,
+    now,
+    read_record,
+    record_path,
+    write_json_atomic,
+)
+from benchmark.registry import Registry
+from models.base import Model, ModelConfig, SequenceData
+from models.catalog import MODELS
+from models.training import seed_everything
+
+TEACHER_MODEL = "sasrec"
+TEACHER_PROFILE = "quick"
+TEACHER_SEED = 0
+
+
+def model_registry() -> Registry[type[Model]]:
+    registry: Registry[type[Model]] = Registry("model")
+    for name, entry in MODELS.items():
+        registry.register(name, entry)
+    return registry
+
+
+def resolve_model(name: str) -> type[Model]:
+    return model_registry().get(name)
+
+
+def split_overrides(pairs: list[str], model: str) -> dict[str, str]:
+    """``--set key=value`` applies to every model; ``--set tiger.key=value`` only to tiger."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise BenchmarkError(f"--set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        scope, dot, bare = key.partition(".")
+        if dot:
+            if scope == model:
+                out[bare] = value
+        else:
+            out[key] = value
+    return out
+
+
+def build_config(model_cls: type[Model], profile: str, overrides: dict[str, Any]) -> ModelConfig:
+    return model_cls.Config.build(profile, model_cls.PROFILES, overrides)
+
+
+@dataclass
+class RunSpec:
+    model: str
+    dataset: str
+    profile: str
+    seed: int
+    config: dict[str, Any]
+    protocol: dict[str, Any]
+
+    @property
+    def run_id(self) -> str:
+        return key_hash(asdict(self))[:12]
+
+
+class Pruned(Exception):
+    """Raised from ``validate`` when a tuner stops a trial early."""
+
+
+@dataclass
+class HarnessContext:
+    """The :class:`models.base.FitContext` the harness lends a model."""
+
+    model: Model
+    data: SequenceData
+    protocol: Protocol
+    seed: int
+    cache: DiskCache
+    device: torch.device
+    valid_sample: int | None = 5000
+    on_validate: Callable[[int, float], None] | None = None  # Optuna pruning hook
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        users = np.arange(len(self.data.valid_users))
+        if self.valid_sample and len(users) > self.valid_sample:
+            users = np.random.default_rng(self.seed).choice(users, self.valid_sample, replace=False)
+            users.sort()
+        self._valid_rows = users
+
+    def progress(self, iterable: Any = None, *, desc: str, total: int | None = None) -> Any:
+        return tqdm(iterable, desc=desc, total=total, leave=False, disable=self.quiet or None)
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            tqdm.write(message)
+
+    def validate(self, epoch: int, extra: dict[str, Any] | None = None) -> float:
+        rows = self._valid_rows
+        histories = [self.data.valid_histories[i] for i in rows]
+        ranks = rank_users(self.model, histories, self.data.valid_targets[rows], self.protocol)
+        scores = metrics_from_ranks(ranks, self.protocol.ks)
+        entry = {"epoch": epoch, "ndcg@10": scores.get("ndcg@10", 0.0)}
+        entry["recall@10"] = scores.get("recall@10", 0.0)
+        entry.update(
+            {k: float(v) if isinstance(v, (int, float)) else v for k, v in (extra or {}).items()}
+        )
+        self.curve.append(entry)
+        self.log(
+            f"  epoch {epoch}: valid NDCG@10 {entry['ndcg@10']:.4f}"
+            + "".join(f", {k} {v:.4g}" for k, v in (extra or {}).items() if isinstance(v, float))
+        )
+        if self.on_validate is not None:
+            self.on_validate(epoch, entry["ndcg@10"])
+        return entry["ndcg@10"]
+
+    def item_embeddings(self, encoder: str | None = None) -> np.ndarray:
+        encoder = encoder or DEFAULT_ENCODER
+        key = {
+            "fingerprint": self.data.fingerprint,
+            "encoder": encoder,
+            "text": key_hash({"text": self.data.item_text}),
+        }
+
+        def create() -> np.ndarray:
+            self.log(f"  embedding {self.data.n_items} item texts with {encoder}")
+            vectors = encode_texts(self.data.item_text[1:], encoder, progress=not self.quiet)
+            return np.concatenate([np.zeros((1, vectors.shape[1]), np.float32), vectors])
+
+        return self.cache.get_or_create("text-embeddings", key, create)
+
+    def teacher_embeddings(self) -> np.ndarray:
+        """Item table of a SASRec trained under the same protocol (cached per dataset)."""
+        teacher_cls = resolve_model(TEACHER_MODEL)
+        config = build_config(teacher_cls, TEACHER_PROFILE, {})
+        key = {
+            "fingerprint": self.data.fingerprint,
+            "protocol": self.protocol.to_dict(),
+            "model": TEACHER_MODEL,
+            "config": config.to_dict(),
+            "seed": TEACHER_SEED,
+        }
+
+        def create() -> np.ndarray:
+            self.log(f"  training the {TEACHER_MODEL} teacher ({TEACHER_PROFILE} profile)")
+            seed_everything(TEACHER_SEED)
+            teacher = teacher_cls(config)
+            ctx = HarnessContext(
+                teacher,
+                self.data,
+                self.protocol,
+                TEACHER_SEED,
+                self.cache,
+                self.device,
+                self.valid_sample,
+                quiet=self.quiet,
+            )
+            teacher.fit(self.data, ctx)
+            return teacher.item_embeddings().numpy()
+
+        return self.cache.get_or_create("teacher-embeddings", key, create)
+
+
+def rank_users(
+    model: Model,
+    histories: list[list[int]],
+    targets: np.ndarray,
+    protocol: Protocol,
+    batch_size: int = 512,
+) -> np.ndarray:
+    k = max(protocol.ks)
+    ranks = []
+    for start in range(0, len(histories), batch_size):
+        chunk = histories[start : start + batch_size]
+        top = model.recommend(chunk, k)
+        ranks.append(
+            target_ranks(torch.as_tensor(top).cpu().numpy(), targets[start : start + batch_size])
+        )
+    return np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
+
+
+def execute_run(
+    spec: RunSpec,
+    model_cls: type[Model],
+    config: ModelConfig,
+    data: SequenceData,
+    protocol: Protocol,
+    device: torch.device,
+    quiet: bool = False,
+    on_validate: Callable[[int, float], None] | None = None,
+) -> dict[str, Any]:
+    """Train, evaluate and describe one run; exceptions propagate to the caller."""
+    seed_everything(spec.seed)
+    model = model_cls(config)
+    cache = DiskCache(cache_root() / "artifacts")
+    ctx = HarnessContext(
+        model, data, protocol, spec.seed, cache, device, quiet=quiet, on_validate=on_validate
+    )
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        model.fit(data, ctx)
+        train_seconds = time.perf_counter() - started
+
+        valid_ranks = rank_users(model, data.valid_histories, data.valid_targets, protocol)
+        started = time.perf_counter()
+        test_ranks = rank_users(model, data.test_histories, data.test_targets, protocol)
+        eval_seconds = time.perf_counter() - started
+    diagnostics = {
+        "train_seconds": round(train_seconds, 2),
+        "eval_seconds": round(eval_seconds, 2),
+        "test_users_per_second": round(len(test_ranks) / max(eval_seconds, 1e-9), 1),
+        "peak_rss_mb": round(memory.peak_mb, 1),
+        "cache_hits": cache.hits,
+        **model.diagnostics,
+    }
+    return {
+        "valid": metrics_from_ranks(valid_ranks, protocol.ks),
+        "test": metrics_from_ranks(test_ranks, protocol.ks),
+        "test_users": data.test_users.tolist(),
+        "test_ranks": test_ranks.tolist(),
+        "curve": ctx.curve,
+        "diagnostics": diagnostics,
+        "num_parameters": int(model.num_parameters()),
+    }
+
+
+@dataclass
+class RunOutcome:
+    spec: RunSpec
+    status: str  # ok | failed | skipped
+    record: dict[str, Any] | None
+    path: Path
+
+
+def run_batch(
+    models: list[str],
+    datasets: list[str],
+    *,
+    profile: str = "quick",
+    seeds: list[int] | None = None,
+    results_dir: Path = Path("results"),
+    data_dir: Path | None = None,
+    force: bool = False,
+    overrides: list[str] | None = None,
+    protocol: Protocol | None = None,
+    device: torch.device | None = None,
+    quiet: bool = False,
+    tuned: Callable[[str, str], dict[str, Any]] | None = None,
+) -> list[RunOutcome]:
+    """Run every (dataset, model, seed); returns one outcome per run, failures included."""
+    seeds = seeds if seeds is not None else [0]
+    protocol = protocol or Protocol()
+    device = device or default_device()
+    overrides = overrides or []
+    registry = model_registry()
+    for pair in overrides:
+        scope, dot, _ = pair.split("=", 1)[0].partition(".")
+        if dot and scope not in models:
+            raise BenchmarkError(f"--set {pair}: {scope!r} is not one of the models being run")
+    # Resolve every model and config before any work, so a typo fails fast and costs nothing.
+    configs: dict[tuple[str, str], tuple[type[Model], ModelConfig]] = {}
+    for dataset in datasets:
+        for name in models:
+            cls = registry.get(name)
+            values = dict(tuned(name, dataset)) if tuned else {}
+            values.update(split_overrides(overrides, name))
+            configs[(dataset, name)] = (cls, build_config(cls, profile, values))
+    outcomes: list[RunOutcome] = []
+    for dataset in datasets:
+        data = load_sequence_data(dataset, data_dir, protocol.max_history)
+        stats = dataset_stats(data)
+        for name in models:
+            cls, config = configs[(dataset, name)]
+            for seed in seeds:
+                spec = RunSpec(name, data.name, profile, seed, config.to_dict(), protocol.to_dict())
+                outcomes.append(
+                    _run_one(
+                        spec, cls, config, data, stats, protocol, results_dir, device, force, quiet
+                    )
+                )
+    return outcomes
+
+
+def _run_one(
+    spec, cls, config, data, stats, protocol, results_dir, device, force, quiet
+) -> RunOutcome:
+    path = record_path(results_dir, spec.dataset, spec.model, spec.run_id)
+    existing = read_record(path)
+    if existing and existing.get("status") == "ok" and not force:
+        return RunOutcome(spec, "skipped", existing, path)
+    record: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": spec.run_id,
+        "status": "running",
+        "error": None,
+        "spec": asdict(spec),
+        "model": {"name": spec.model, "config": spec.config, "num_parameters": None},
+        "dataset": stats,
+        "protocol": protocol.to_dict(),
+        "seed": spec.seed,
+        "environment": environment(device),
+        "started_at": now(),
+    }
+    if not quiet:
+        tqdm.write(
+            f"[{spec.dataset}] {spec.model} seed {spec.seed} ({spec.profile}) run {spec.run_id}"
+        )
+    try:
+        result = execute_run(spec, cls, config, data, protocol, device, quiet=quiet)
+        record["model"]["num_parameters"] = result.pop("num_parameters")
+        record.update(result)
+        record["status"] = "ok"
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failed run is recorded and the batch goes on
+        record["status"] = "failed"
+        record["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        record["traceback"] = traceback.format_exc()
+    record["finished_at"] = now()
+    write_json_atomic(path, record)
+    if not quiet:
+        tqdm.write(summary_line(record))
+    return RunOutcome(spec, record["status"], record, path)
+
+
+def summary_line(record: dict[str, Any]) -> str:
+    spec = record["spec"]
+    head = f"  {spec['model']} on {spec['dataset']} seed {spec['seed']}"
+    if record["status"] != "ok":
+        return f"{head}: FAILED ({record['error']})"
+    test, diag = record["test"], record["diagnostics"]
+    return (
+        f"{head}: test Recall@10 {test.get('recall@10', 0):.4f} NDCG@10 "
+        f"{test.get('ndcg@10', 0):.4f} | train {diag['train_seconds']:.0f}s, "
+        f"eval {diag['eval_seconds']:.0f}s, peak {diag['peak_rss_mb']:.0f} MB"
+    )
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

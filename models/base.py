@@ -1,0 +1,202 @@
+"""The contract between the harness and every model.
+
+A model is a class with
+
+* ``name``: its registry name;
+* ``Config``: a dataclass subclassing :class:`ModelConfig`; ``PROFILES`` maps a profile name
+  (``smoke`` for tests, ``quick`` for CPU minutes, ``paper`` for the published hyperparameters)
+  to overrides of the dataclass defaults;
+* ``fit(data, ctx)``: trains, calling ``ctx.validate(epoch)`` after each epoch for early stopping
+  (and Optuna pruning, which raises from inside ``validate``);
+* ``recommend(histories, k)``: top-k item ids per user. The harness scores them; models never
+  compute metrics.
+
+Item ids follow RecBole: ``1..n_items`` are items, ``0`` is padding. Histories are Python lists of
+item ids, oldest first, already capped at the protocol's maximum length.
+
+Models import only from ``models`` (and libraries); they never import the runner, CLI or aggregator.
+Everything the harness lends them (text embeddings, the SASRec teacher, the artifact cache,
+progress bars, the device) comes through :class:`FitContext`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message says how to fix it."""
+
+
+@dataclass
+class ModelConfig:
+    """Base class of every model's config. Subclasses add typed fields with defaults."""
+
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-3
+    patience: int = 3  # early-stopping patience in epochs on validation NDCG@10
+
+    @classmethod
+    def build(cls, profile: str, profiles: dict[str, dict[str, Any]], overrides: dict[str, Any]):
+        """Defaults, then the profile's values, then user overrides; unknown keys are errors."""
+        if profile not in profiles:
+            raise ConfigError(
+                f"unknown profile {profile!r}; choose one of {', '.join(sorted(profiles))}"
+            )
+        values: dict[str, Any] = {}
+        for source, entries in (("profile " + profile, profiles[profile]), ("--set", overrides)):
+            for key, value in entries.items():
+                values[key] = coerce_field(cls, key, value, source)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def coerce_field(cls: type, key: str, value: Any, source: str = "--set") -> Any:
+    """Check that ``key`` is a field of dataclass ``cls`` and convert ``value`` to its type."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if key not in fields:
+        close = difflib.get_close_matches(key, fields, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"unknown config key {key!r} in {source} for {cls.__qualname__}{hint}; "
+            f"known keys: {', '.join(sorted(fields))}"
+        )
+    target = fields[key].type
+    if not isinstance(value, str):
+        return value
+    target = target if isinstance(target, str) else getattr(target, "__name__", str(target))
+    try:
+        if target == "bool":
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if target == "int":
+            return int(value)
+        if target == "float":
+            return float(value)
+        if target.startswith("tuple") or target.startswith("list"):
+            items = [v for v in value.strip("()[]").split(",") if v.strip()]
+            return tuple(float(v) if "." in v or "e" in v else int(v) for v in items)
+    except ValueError:
+        raise ConfigError(
+            f"config key {key!r}: cannot read {value!r} as {target} (from {source})"
+        ) from None
+    return value
+
+
+@dataclass
+class SequenceData:
+    """One dataset under the leave-one-out, time-ordered protocol, as models see it.
+
+    ``train_users[i]`` / ``train_histories[i]`` / ``train_targets[i]``: every prefix -> next pair
+    inside each user's training items (RecBole's sequential augmentation), histories capped at
+    ``max_history``. ``valid_*`` / ``test_*``: one row per user (the second-last / last item).
+    """
+
+    name: str
+    n_items: int
+    n_users: int
+    max_history: int
+    train_users: np.ndarray
+    train_histories: list[list[int]]
+    train_targets: np.ndarray
+    valid_users: np.ndarray
+    valid_histories: list[list[int]]
+    valid_targets: np.ndarray
+    test_users: np.ndarray
+    test_histories: list[list[int]]
+    test_targets: np.ndarray
+    item_text: list[str] = field(default_factory=list)  # index = item id; "" for padding 0
+    fingerprint: str = ""
+    item_tokens: list[str] = field(default_factory=list)  # raw item token per id ("[PAD]" at 0)
+    n_interactions: int = 0
+
+    def item_popularity(self) -> np.ndarray:
+        """Training-interaction count per item id (length n_items + 1)."""
+        counts = np.bincount(self.train_targets, minlength=self.n_items + 1)
+        # A user's first item is never a target: it is the one-item history of the first training
+        # row, or, for a user with a single training item, the one-item validation history.
+        firsts = [h[0] for h in self.train_histories if len(h) == 1]
+        firsts += [h[0] for h in self.valid_histories if len(h) == 1]
+        counts += np.bincount(np.asarray(firsts, dtype=np.int64), minlength=self.n_items + 1)
+        return counts
+
+
+class ArtifactCache(Protocol):
+    def get_or_create(self, kind: str, key: dict[str, Any], create: Callable[[], Any]) -> Any: ...
+
+
+class Progress(Protocol):
+    def __call__(self, iterable: Any = None, *, desc: str, total: int | None = None) -> Any: ...
+
+
+class FitContext(Protocol):
+    """What the harness lends a model during ``fit``."""
+
+    seed: int
+    device: torch.device
+    cache: ArtifactCache
+    progress: Progress
+
+    def validate(self, epoch: int, extra: dict[str, Any] | None = None) -> float:
+        """Score the model on the validation users; return NDCG@10 (higher is better).
+
+        ``extra`` is logged with the epoch (e.g. loss, SID drift). May raise to prune a trial.
+        """
+
+    def item_embeddings(self) -> np.ndarray:
+        """Sentence embeddings of item text, shape (n_items + 1, d); row 0 is padding."""
+
+    def teacher_embeddings(self) -> np.ndarray:
+        """Item embeddings of the dataset's trained SASRec teacher, (n_items + 1, d)."""
+
+    def log(self, message: str) -> None: ...
+
+
+class Model(ABC):
+    """Base class of all models. See the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    PROFILES: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {}, "quick": {}, "paper": {}}
+    needs_text: ClassVar[bool] = False
+    needs_teacher: ClassVar[bool] = False
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+        self.diagnostics: dict[str, Any] = {}  # copied into the result record
+
+    @abstractmethod
+    def fit(self, data: SequenceData, ctx: FitContext) -> None: ...
+
+    @abstractmethod
+    def recommend(self, histories: Sequence[Sequence[int]], k: int) -> torch.Tensor:
+        """Top-k item ids per history, shape (len(histories), k), best first; 0 where fewer."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain data that restore the best checkpoint (used by early stopping)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+    def num_parameters(self) -> int:
+        return 0
+
+
+def batched(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(seq), size):
+        yield seq[start : start + size]

@@ -1,0 +1,1 @@
+"""Shared building blocks of the generative recommenders (tokenizer, seq2seq, decoding)."""

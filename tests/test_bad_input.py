@@ -1,0 +1,113 @@
+"""Every bad input gets one clear line on stderr (exit 2) and nothing already written is lost."""
+
+import pytest
+
+from benchmark.cli import main
+from tests.conftest import FIXTURE_DIR
+
+
+def run_cli(tmp_path, *args):
+    return main(["run", "--results-dir", str(tmp_path / "results"), "--quiet", *args])
+
+
+@pytest.fixture
+def results_with_a_record(tmp_path):
+    assert (
+        run_cli(tmp_path, "--models", "pop", "--dataset", "ml-tiny", "--data-dir", str(FIXTURE_DIR))
+        == 0
+    )
+    return sorted((tmp_path / "results").rglob("*.json"))
+
+
+def check(capsys, code, *needles):
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_unknown_model(tmp_path, capsys, results_with_a_record):
+    check(capsys, run_cli(tmp_path, "--models", "pop,tigre"), "unknown model 'tigre'", "Known:")
+    assert sorted((tmp_path / "results").rglob("*.json")) == results_with_a_record
+
+
+def test_unknown_dataset(tmp_path, capsys):
+    check(capsys, run_cli(tmp_path, "--models", "pop", "--dataset", "bauty"), "'beauty'")
+
+
+def test_missing_files(tmp_path, capsys):
+    check(
+        capsys,
+        run_cli(tmp_path, "--models", "pop", "--dataset", "office", "--data-dir", str(tmp_path)),
+        "not found",
+        "--data-dir",
+    )
+
+
+def _atomic(tmp_path, header, rows):
+    folder = tmp_path / "data" / "bad"
+    folder.mkdir(parents=True)
+    (folder / "bad.inter").write_text(header + "\n" + "\n".join(rows) + "\n")
+    return tmp_path / "data"
+
+
+def test_malformed_header(tmp_path, capsys):
+    data = _atomic(tmp_path, "user_id\titem_id\ttimestamp", ["1\t2\t3"])
+    check(
+        capsys,
+        run_cli(tmp_path, "--models", "pop", "--dataset", "bad", "--data-dir", str(data)),
+        "header",
+        "name:type",
+    )
+
+
+def test_non_numeric_timestamp(tmp_path, capsys):
+    rows = ["1\t2\t100", "1\t3\tyesterday", "1\t4\t300"]
+    data = _atomic(tmp_path, "user_id:token\titem_id:token\ttimestamp:float", rows)
+    check(
+        capsys,
+        run_cli(tmp_path, "--models", "pop", "--dataset", "bad", "--data-dir", str(data)),
+        "line 3",
+        "'yesterday'",
+    )
+
+
+def test_empty_after_filtering(tmp_path, capsys, monkeypatch):
+    from benchmark import datasets as ds
+
+    rows = [f"{u}\t{i}\t{i}" for u in range(3) for i in range(2)]
+    data = _atomic(tmp_path, "user_id:token\titem_id:token\ttimestamp:float", rows)
+    card = ds.DatasetCard("bad", "atomic", {"inter": "bad/bad.inter"}, filters={"user_core": 10})
+    monkeypatch.setattr("benchmark.data.find_card", lambda name, data_dir: card)
+    check(
+        capsys,
+        run_cli(tmp_path, "--models", "pop", "--dataset", "bad", "--data-dir", str(data)),
+        "empty after filtering",
+    )
+
+
+def test_unknown_config_key(tmp_path, capsys):
+    check(
+        capsys,
+        run_cli(
+            tmp_path,
+            "--models",
+            "sasrec",
+            "--set",
+            "hiden_size=8",
+            "--dataset",
+            "ml-tiny",
+            "--data-dir",
+            str(FIXTURE_DIR),
+        ),
+        "unknown config key 'hiden_size'",
+        "did you mean 'hidden_size'",
+    )
+
+
+def test_k_not_positive(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        run_cli(tmp_path, "--models", "pop", "--ks", "0,10")
+    assert info.value.code == 2
+    assert "positive" in capsys.readouterr().err

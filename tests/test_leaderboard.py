@@ -1,0 +1,245 @@
+"""The aggregator on hand-made run records: tables, significance, missing cells, figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.errors import BenchmarkError
+from benchmark.figures import write_figures
+from benchmark.leaderboard import _holm, per_user_metric, write_leaderboard
+
+PROTOCOL = {
+    "split": "leave-one-out",
+    "order": "time",
+    "ranking": "full",
+    "max_history": 20,
+    "ks": [5, 10, 20],
+}
+N_USERS = 60
+
+
+def write_run(
+    root: Path,
+    model: str,
+    seed: int,
+    ranks: list[int] | None = None,
+    *,
+    users: list[int] | None = None,
+    fingerprint: str = "fp1",
+    protocol: dict[str, Any] = PROTOCOL,
+    status: str = "ok",
+    error: str | None = None,
+    finished: str = "2025-01-01T00:00:00+00:00",
+    config: dict[str, Any] | None = None,
+    test: dict[str, float] | None = None,
+    diagnostics: dict[str, Any] | None = None,
+    curve: list[dict[str, float]] | None = None,
+) -> None:
+    """One run record as the runner writes it; test metrics follow from ``ranks``."""
+    ranks = [1] * N_USERS if ranks is None else ranks
+    folder = root / "runs" / "toy" / model
+    folder.mkdir(parents=True, exist_ok=True)
+    run_id = f"{model}-{seed}-{len(list(folder.iterdir()))}"
+    record = {
+        "schema_version": 1,
+        "run_id": run_id,
+        "status": status,
+        "error": error,
+        "spec": {"model": model, "dataset": "toy", "profile": "smoke", "seed": seed},
+        "model": {"name": model, "config": config or {}, "num_parameters": 1_234_567},
+        "dataset": {"name": "toy", "fingerprint": fingerprint},
+        "protocol": protocol,
+        "seed": seed,
+        "finished_at": finished,
+    }
+    if status == "ok":
+        scores = {
+            f"{m}@{k}": float(per_user_metric(ranks, f"{m}@{k}").mean())
+            for m in ("recall", "ndcg", "mrr")
+            for k in protocol["ks"]
+        }
+        record |= {
+            "test": scores | (test or {}),
+            "test_users": users or list(range(len(ranks))),
+            "test_ranks": ranks,
+            "curve": curve or [],
+            "diagnostics": diagnostics or {"train_seconds": 10.0, "test_users_per_second": 50.0},
+        }
+    (folder / f"{run_id}.json").write_text(json.dumps(record))
+
+
+def build(root: Path) -> tuple[str, pd.DataFrame, str]:
+    md, csv, tex = write_leaderboard(root)
+    return md.read_text(), pd.read_csv(csv), tex.read_text()
+
+
+def cell(csv: pd.DataFrame, model: str, metric: str = "recall@10", **where: Any) -> pd.Series:
+    rows = csv[(csv["model"] == model) & (csv["metric"] == metric)]
+    for column, value in where.items():
+        rows = rows[rows[column] == value]
+    assert len(rows) == 1, rows
+    return rows.iloc[0]
+
+
+def row_cells(md: str, model: str) -> list[str]:
+    """The cells of the first Markdown table row of ``model``."""
+    line = next(line for line in md.splitlines() if line.startswith(f"| {model} "))
+    return [text.strip() for text in line.strip("|").split("|")]
+
+
+def test_per_user_metric_follows_rank() -> None:
+    ranks = [1, 3, 4, 11, 0]
+    assert per_user_metric(ranks, "recall@10").tolist() == [1, 1, 1, 0, 0]
+    assert per_user_metric(ranks, "ndcg@10") == pytest.approx([1, 0.5, 1 / np.log2(5), 0, 0])
+    assert per_user_metric(ranks, "mrr@5") == pytest.approx([1, 1 / 3, 0.25, 0, 0])
+
+
+def test_mean_and_std_over_seeds(tmp_path: Path) -> None:
+    for seed, recall in enumerate([0.1, 0.2, 0.3]):
+        write_run(tmp_path, "a", seed, test={"recall@10": recall})
+    md, csv, _ = build(tmp_path)
+    row = cell(csv, "a")
+    assert (row["mean"], row["std"], row["n_seeds"]) == pytest.approx((0.2, 0.1, 3))
+    assert row_cells(md, "a")[4] == "**0.2000 ± 0.1000**"  # Recall@10, the only model
+
+
+def test_best_bold_second_underlined(tmp_path: Path) -> None:
+    write_run(tmp_path, "best", 0, [1] * N_USERS)
+    write_run(tmp_path, "second", 0, [1, 0] * (N_USERS // 2))
+    write_run(tmp_path, "third", 0, [0] * N_USERS)
+    md, csv, tex = build(tmp_path)
+    assert "**1.0000**" in row_cells(md, "best")
+    assert "<ins>0.5000</ins>†" in row_cells(md, "second")
+    assert "0.0000†" in row_cells(md, "third")
+    assert r"\textbf{1.0000}" in tex and r"\underline{0.5000}" in tex
+    assert cell(csv, "best")["place"] == 1 and cell(csv, "second")["place"] == 2
+
+
+def test_significance_marks_only_clearly_worse_models(tmp_path: Path) -> None:
+    best = [1] * 30 + [2] * 30
+    write_run(tmp_path, "best", 0, best)
+    write_run(tmp_path, "worse", 0, [0] * N_USERS)
+    write_run(tmp_path, "close", 0, [0, 0] + best[2:])
+    # Same per-user ranks as "best", stored in reverse user order: pairing must go by user id.
+    write_run(tmp_path, "reordered", 0, best[::-1], users=list(range(N_USERS))[::-1])
+    for seed, ranks in enumerate([[1] * N_USERS, [0] * N_USERS]):  # seed average: recall 0.5
+        write_run(tmp_path, "seeds", seed, ranks)
+    write_run(tmp_path, "best", 1, best)
+    write_run(tmp_path, "worse", 1, [0] * N_USERS)
+    write_run(tmp_path, "close", 1, [0, 0] + best[2:])
+    write_run(tmp_path, "reordered", 1, best[::-1], users=list(range(N_USERS))[::-1])
+    md, csv, _ = build(tmp_path)
+    assert cell(csv, "worse")["significant"] and cell(csv, "seeds")["significant"]
+    assert cell(csv, "worse")["p_holm"] < 0.05
+    for model in ("close", "reordered"):
+        assert not cell(csv, model)["significant"], model
+    assert pd.isna(cell(csv, "best")["p_value"])
+    assert "0.0000 ± 0.0000†" in row_cells(md, "worse")
+    assert not any("†" in text for text in row_cells(md, "close"))
+    assert "Wilcoxon signed-rank" in md and "Holm-corrected" in md
+
+
+def test_holm_adjustment() -> None:
+    adjusted = _holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    assert adjusted == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
+
+
+def test_missing_cells_and_failed_runs_are_shown(tmp_path: Path) -> None:
+    for seed in range(3):
+        write_run(tmp_path, "full", seed)
+    for seed in range(2):
+        write_run(tmp_path, "partial", seed)
+    write_run(tmp_path, "broken", 0, status="failed", error="RuntimeError: out of memory")
+    md, csv, tex = build(tmp_path)
+    assert row_cells(md, "broken")[2:] == ["—"] * 9
+    assert row_cells(md, "partial")[1] == "2/3"
+    assert "partial: no record for seed 2; its means use 2 of 3 seeds." in md
+    assert "broken: seed 0 failed; no record for seeds 1, 2; no successful run" in md
+    assert "- `broken` on toy seed 0 (run broken-0-0): RuntimeError: out of memory" in md
+    assert "RuntimeError: out of memory" in tex
+    broken = cell(csv, "broken")
+    assert broken["n_seeds"] == 0 and pd.isna(broken["mean"])
+    assert cell(csv, "partial")["n_seeds"] == 2
+
+
+def test_failed_run_of_unknown_dataset_is_listed(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", 0)
+    write_run(tmp_path, "a", 1, fingerprint="other", status="failed", error="DataError: no file")
+    md, _, _ = build(tmp_path)
+    assert "## Failed runs outside every table" in md
+    assert "DataError: no file" in md.split("## Failed runs outside every table")[1]
+
+
+def test_fingerprints_and_protocols_are_never_mixed(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", 0, [1] * N_USERS, fingerprint="fp1")
+    write_run(tmp_path, "a", 0, [0] * N_USERS, fingerprint="fp2")
+    write_run(
+        tmp_path, "a", 0, [1, 0] * 30, fingerprint="fp1", protocol=PROTOCOL | {"max_history": 50}
+    )
+    md, csv, _ = build(tmp_path)
+    rows = csv[(csv["model"] == "a") & (csv["metric"] == "recall@10")]
+    assert sorted(rows["mean"]) == [0.0, 0.5, 1.0]
+    assert set(rows["n_seeds"]) == {1} and rows["table"].nunique() == 3
+    assert "toy has 3 separate tables, never mixed, because dataset fingerprints differ" in md
+    assert "protocol max_history differs (20 vs 50)" in md
+    assert md.count("\n### ") == 3
+
+
+def test_duplicate_configs_keep_the_newest(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", 0, [0] * N_USERS, config={"lr": 1}, finished="2025-01-02T00:00:00Z")
+    write_run(tmp_path, "a", 0, [1] * N_USERS, config={"lr": 2}, finished="2025-01-03T00:00:00Z")
+    write_run(tmp_path, "a", 0, [0] * N_USERS, config={"lr": 3}, finished="2025-01-01T00:00:00Z")
+    md, csv, _ = build(tmp_path)
+    assert (cell(csv, "a")["mean"], cell(csv, "a")["n_seeds"]) == (1.0, 1)
+    assert "a seed 0: 3 records with different configs; kept the newest (run a-0-1" in md
+
+
+def test_cost_and_semantic_id_tables(tmp_path: Path) -> None:
+    sid = {
+        "levels": [{"usage": 0.9, "entropy_bits": 7.5}, {"usage": 0.5, "entropy_bits": 6.25}],
+        "collision_rate": 0.02,
+        "invalid_rate": 0.001,
+    }
+    timing = {"train_seconds": 120.0, "test_users_per_second": 33.3}
+    write_run(tmp_path, "sidmodel", 0, diagnostics=timing | {"sid": sid})
+    write_run(tmp_path, "baseline", 0)
+    md, csv, tex = build(tmp_path)
+    assert row_cells(md, "sidmodel")[-3:] == ["1.23M", "120.0", "33.3"]
+    diagnostics = md.split("#### Semantic-ID diagnostics")[1]
+    assert "L2 entropy (bits)" in diagnostics and "baseline" not in diagnostics
+    assert row_cells(diagnostics, "sidmodel") == [
+        "sidmodel",
+        "0.900",
+        "0.500",
+        "7.50",
+        "6.25",
+        "0.0200",
+        "0.0010",
+    ]
+    assert cell(csv, "sidmodel", "sid_l2_entropy_bits")["mean"] == 6.25
+    assert r"\begin{tabular}" in tex and r"\toprule" in tex
+
+
+def test_no_records_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(BenchmarkError, match="no run records"):
+        write_leaderboard(tmp_path)
+
+
+def test_figures_are_written(tmp_path: Path) -> None:
+    sid = {"levels": [{"usage": 0.9, "entropy_bits": 7.5}], "collision_rate": 0, "invalid_rate": 0}
+    for model, hit in (("a", 1), ("b", 2)):
+        for seed in range(2):
+            curve = [{"epoch": e, "ndcg@10": 0.1 * e / hit} for e in range(3)]
+            timing = {"train_seconds": 10.0 * hit, "test_users_per_second": 5.0, "sid": sid}
+            write_run(tmp_path, model, seed, [hit] * N_USERS, diagnostics=timing, curve=curve)
+    paths = write_figures(tmp_path, tmp_path / "figures")
+    names = {path.name for path in paths}
+    for figure in ("bars", "accuracy_vs_time", "sid_usage", "curves"):
+        assert {f"toy-smoke_{figure}.png", f"toy-smoke_{figure}.pdf"} <= names
+    assert all(path.exists() and path.stat().st_size > 1000 for path in paths)

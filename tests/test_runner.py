@@ -1,0 +1,96 @@
+"""Runner: records, skip/force, failures recorded and the batch goes on, determinism."""
+
+import json
+
+import pytest
+
+from benchmark.cli import main
+from benchmark.runner import run_batch
+from models.base import Model
+from tests.conftest import FIXTURE_DIR
+
+SMOKE = dict(datasets=["ml-tiny"], profile="smoke", data_dir=FIXTURE_DIR, quiet=True)
+
+
+class Exploding(Model):
+    """A model whose fit fails, to check failures are recorded and the batch goes on."""
+
+    name = "exploding"
+
+    def fit(self, data, ctx):
+        raise RuntimeError("boom")
+
+    def recommend(self, histories, k):
+        raise AssertionError("unreachable")
+
+
+def test_record_fields_skip_and_force(tmp_path):
+    outcomes = run_batch(["pop"], results_dir=tmp_path, **SMOKE)
+    assert [o.status for o in outcomes] == ["ok"]
+    record = json.loads(outcomes[0].path.read_text())
+    for key in (
+        "schema_version",
+        "run_id",
+        "spec",
+        "model",
+        "dataset",
+        "protocol",
+        "seed",
+        "valid",
+        "test",
+        "test_users",
+        "test_ranks",
+        "curve",
+        "diagnostics",
+        "environment",
+        "started_at",
+        "finished_at",
+    ):
+        assert key in record, key
+    assert record["dataset"]["fingerprint"] and record["environment"]["git_commit"]
+    assert record["diagnostics"]["peak_rss_mb"] > 0
+    assert len(record["test_ranks"]) == record["dataset"]["n_users"] == 60
+    assert set(record["test"]) >= {"recall@10", "ndcg@10", "mrr@10", "ndcg@20"}
+    assert run_batch(["pop"], results_dir=tmp_path, **SMOKE)[0].status == "skipped"
+    assert run_batch(["pop"], results_dir=tmp_path, force=True, **SMOKE)[0].status == "ok"
+
+
+def test_failed_run_recorded_and_others_go_on(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("models.catalog").catalog.MODELS, "exploding", Exploding)
+    outcomes = run_batch(["exploding", "pop"], results_dir=tmp_path, **SMOKE)
+    assert [o.status for o in outcomes] == ["failed", "ok"]
+    failed = json.loads(outcomes[0].path.read_text())
+    assert failed["error"] == "RuntimeError: boom" and "Traceback" in failed["traceback"]
+    code = main(
+        [
+            "run",
+            "--models",
+            "exploding,pop",
+            "--dataset",
+            "ml-tiny",
+            "--data-dir",
+            str(FIXTURE_DIR),
+            "--profile",
+            "smoke",
+            "--results-dir",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
+    assert code == 1  # non-zero when any run failed
+
+
+def test_same_seed_same_numbers(tmp_path):
+    a = run_batch(["sasrec"], results_dir=tmp_path / "a", seeds=[3], **SMOKE)[0].record
+    b = run_batch(["sasrec"], results_dir=tmp_path / "b", seeds=[3], **SMOKE)[0].record
+    assert a["status"] == b["status"] == "ok"
+    assert a["test_ranks"] == b["test_ranks"] and a["test"] == b["test"]
+    assert a["curve"][-1]["loss"] == pytest.approx(b["curve"][-1]["loss"], rel=0, abs=0)
+
+
+def test_scoped_override_and_config_in_run_id(tmp_path):
+    a = run_batch(["sasrec"], results_dir=tmp_path, overrides=["sasrec.epochs=1"], **SMOKE)[0]
+    assert a.record["spec"]["config"]["epochs"] == 1
+    assert len(a.record["curve"]) == 1
+    b = run_batch(["sasrec"], results_dir=tmp_path, overrides=["sasrec.epochs=2"], **SMOKE)[0]
+    assert a.spec.run_id != b.spec.run_id
