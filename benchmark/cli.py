@@ -66,6 +66,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from results/tuned/<dataset>/<model>.yaml (see `tune`)",
     )
     run.add_argument("--quiet", action="store_true")
+    run.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+
+    tune = sub.add_parser(
+        "tune", help="Optuna search over a model's SEARCH_SPACE; writes results/tuned/..."
+    )
+    tune.add_argument("--model", required=True, help="one model name (see `ls`)")
+    tune.add_argument("--dataset", default=DEFAULT_DATASET, help="one dataset name")
+    tune.add_argument(
+        "--trials",
+        type=int,
+        default=30,
+        help="finished trials the study should hold (a resumed study counts its earlier ones)",
+    )
+    tune.add_argument(
+        "--timeout", type=float, default=None, help="stop starting trials after S seconds"
+    )
+    tune.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage URL shared by workers (default: sqlite file under results/tune/)",
+    )
+    tune.add_argument("--profile", default="quick", choices=["smoke", "quick", "paper"])
+    tune.add_argument("--seed", type=int, default=0, help="training seed and sampler seed")
+    tune.add_argument("--data-dir", type=Path, default=None)
+    tune.add_argument("--results-dir", type=Path, default=Path("results"))
+    tune.add_argument("--quiet", action="store_true")
+    tune.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
     sub.add_parser("ls", help="list registered models and datasets")
     datasets = sub.add_parser("datasets", help="dataset statistics and whether files are found")
@@ -93,6 +122,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.datasets import default_data_dir
     from benchmark.runner import run_batch
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     tuned = None
     if args.tuned:
         from benchmark.tuning import load_tuned
@@ -155,6 +188,35 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1 if failed else 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from benchmark.datasets import default_data_dir
+    from benchmark.tuning import tune
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = tune(
+        args.model,
+        args.dataset,
+        trials=args.trials,
+        timeout=args.timeout,
+        profile=args.profile,
+        seed=args.seed,
+        data_dir=args.data_dir or default_data_dir(),
+        results_dir=args.results_dir,
+        storage=args.storage,
+        quiet=args.quiet,
+    )
+    counts = ", ".join(f"{n} {state}" for state, n in result.counts.items())
+    print(f"study {result.study_name}: {counts}")
+    print(f"best validation NDCG@10 {result.best_value:.4f} (trial {result.best_trial}):")
+    for key, value in result.best_params.items():
+        print(f"  {key}: {value}")
+    print(f"tuned config: {result.path}")
+    return 0
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -231,4 +293,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "ls": cmd_ls, "datasets": cmd_datasets, "leaderboard": cmd_leaderboard}
+COMMANDS = {
+    "run": cmd_run,
+    "tune": cmd_tune,
+    "ls": cmd_ls,
+    "datasets": cmd_datasets,
+    "leaderboard": cmd_leaderboard,
+}

@@ -172,6 +172,9 @@ class Model(ABC):
     name: ClassVar[str] = ""
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {}, "quick": {}, "paper": {}}
+    # What `tune` searches: config key -> ("float"|"int", low, high[, "log"]) or
+    # ("categorical", [choice, ...]). Empty: the model cannot be tuned.
+    SEARCH_SPACE: ClassVar[dict[str, tuple]] = {}
     needs_text: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = False
 

@@ -7,4 +7,5 @@ MODELS: dict[str, str] = {
     "sasrec": "models.recbole_baselines:SASRec",
     "gru4rec": "models.recbole_baselines:GRU4Rec",
     "narm": "models.recbole_baselines:NARM",
+    "tiger": "models.tiger:TIGER",
 }

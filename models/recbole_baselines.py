@@ -56,6 +56,12 @@ class RecBoleSequential(Model):
         "quick": {"epochs": 30, "patience": 3},
         "paper": {"epochs": 200, "patience": 10, "hidden_size": 64},
     }
+    SEARCH_SPACE: ClassVar[dict[str, tuple]] = {
+        "lr": ("float", 1e-4, 1e-2, "log"),
+        "weight_decay": ("float", 1e-6, 1e-2, "log"),
+        "dropout": ("float", 0.1, 0.5),
+        "hidden_size": ("categorical", [32, 64, 128]),
+    }
 
     def _recbole_settings(self) -> dict[str, Any]:
         c = self.config

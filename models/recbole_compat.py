@@ -11,6 +11,9 @@ one fails loudly:
 * RecBole's Trainer checkpoints do not load under torch >= 2.6 (``weights_only``): we use our own
   training loop around RecBole model classes and never its Trainer.
 * ``recbole.config.Config`` parses ``sys.argv``: it is built with ``sys.argv`` isolated.
+* ``recbole.model.sequential_recommender.sine`` calls ``torch.autograd.set_detect_anomaly(True)``
+  at import time, for the whole process: every backward pass then checks for NaNs, which made
+  SASRec training about 5x slower here. We switch it back off after importing RecBole.
 * It logs to files under ``./log`` and ``./saved`` unless told not to: we point them at a
   temporary directory.
 """
@@ -51,7 +54,10 @@ for _name, _value in _NUMPY_ALIASES.items():
 # under pandas 3 (so pandas is pinned below 3; our readers reject missing values anyway).
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
 
+import recbole.model.sequential_recommender  # noqa: E402,F401  (imports sine.py)
 import torch  # noqa: E402
+
+torch.autograd.set_detect_anomaly(False)
 from recbole.config import Config  # noqa: E402
 from recbole.data import create_dataset  # noqa: E402
 from recbole.data.dataset import SequentialDataset  # noqa: E402

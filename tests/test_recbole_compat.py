@@ -60,3 +60,13 @@ def test_recbole_model_class_trains_with_our_loop_and_state_dict():
     state = {k: v.clone() for k, v in net.state_dict().items()}
     net.load_state_dict(state)
     assert torch.isfinite(loss)
+
+
+def test_recbole_import_leaves_anomaly_detection_off():
+    import torch
+
+    import models.recbole_compat  # noqa: F401
+    from models.recbole_compat import get_model
+
+    get_model("SASRec")
+    assert not torch.is_anomaly_enabled()

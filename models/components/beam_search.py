@@ -1,0 +1,229 @@
+"""Beam search constrained to real items (TIGER, Rajput et al. 2023, Sec. 3.2 and 4.3).
+
+:class:`PrefixTrie` holds, per decoding step, a dense table from (prefix state, code) to the next
+state, so masking invalid continuations is one gather for all users and beams.
+:func:`constrained_beam_search` encodes once, computes the cross-attention keys and values once
+per user (beams of a user share them, nothing is copied per beam), keeps a self-attention cache
+reordered by ``index_select``, and loops in Python only over the L' decoding steps.
+:func:`reference_generate` runs Hugging Face ``generate`` over the same trie, for tests and
+benchmarks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from models.components.semantic_ids import EOS, PAD
+from models.components.seq2seq import SIDRecommender
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class PrefixTrie:
+    """All items' SIDs as transition tables.
+
+    ``next_state[t][s, x]`` is the state reached from prefix state ``s`` (after ``t`` codes) by
+    code ``x`` of column ``t``, or -1 when no item continues that way; the root is state 0.
+    ``state_item[s]`` is the item of a full SID (the smallest id when items share a SID).
+    """
+
+    level_sizes: list[int]
+    next_state: list[torch.Tensor]
+    state_item: torch.Tensor
+    n_aliased: int  # items not reachable because another item has the same full SID
+
+    @classmethod
+    def from_codes(cls, sid_codes: torch.Tensor, level_sizes: list[int]) -> PrefixTrie:
+        """Build from per-column codes ``[n_items + 1, L']`` (row 0, the padding item, skipped)."""
+        codes = sid_codes[1:].long()
+        items = torch.arange(1, len(sid_codes))
+        states = torch.zeros(len(codes), dtype=torch.long)
+        n_states, tables = 1, []
+        for column, size in enumerate(level_sizes):
+            keys = states * size + codes[:, column]
+            unique, child = torch.unique(keys, return_inverse=True)
+            table = torch.full((n_states, size), -1, dtype=torch.long)
+            table.view(-1)[unique] = torch.arange(len(unique))
+            tables.append(table)
+            states, n_states = child, len(unique)
+        state_item = torch.full((n_states,), len(sid_codes), dtype=torch.long)
+        state_item.scatter_reduce_(0, states, items, reduce="amin")
+        return cls(list(level_sizes), tables, state_item, len(codes) - n_states)
+
+    def allowed(self, step: int, states: torch.Tensor) -> torch.Tensor:
+        """Boolean ``[..., K_step]``: which codes of column ``step`` continue each state."""
+        return self.next_state[step][states] >= 0
+
+    def items_of(self, codes: torch.Tensor) -> torch.Tensor:
+        """Item id of each row of per-column codes ``[N, L']``; 0 where no item has that SID."""
+        state = torch.zeros(len(codes), dtype=torch.long)
+        for column, table in enumerate(self.next_state):
+            code = codes[:, column]
+            ok = (state >= 0) & (code >= 0) & (code < table.shape[1])
+            state = torch.where(
+                ok, table[state.clamp(min=0), code.clamp(0, table.shape[1] - 1)], -1
+            )
+        return torch.where(state >= 0, self.state_item[state.clamp(min=0)], 0)
+
+
+class _StepDecoder:
+    """One-token-at-a-time T5 decoder for ``B`` users with ``n`` beams each (rows ``b * n + j``).
+
+    Reads the weights of ``model.t5``'s modules and equals its decoder in eval mode: pre-norm
+    blocks, unscaled dot-product attention, layer 0's relative position bias shared by all
+    layers. Cross-attention keys and values are computed once per user; a user's beams are
+    the query rows of one small matmul against them.
+    """
+
+    def __init__(self, model: SIDRecommender, encoded: torch.Tensor, attention_mask: torch.Tensor):
+        self.model = model
+        self.blocks = model.t5.decoder.block
+        config = model.t5.config
+        self.heads, self.d_kv = config.num_heads, config.d_kv
+        batch, length = attention_mask.shape
+        self.batch = batch
+        self.cross = []
+        for block in self.blocks:
+            attn = block.layer[1].EncDecAttention
+            k = attn.k(encoded).view(batch, length, self.heads, self.d_kv).permute(0, 2, 3, 1)
+            v = attn.v(encoded).view(batch, length, self.heads, self.d_kv).transpose(1, 2)
+            self.cross.append((k.contiguous(), v.contiguous()))
+        floor = torch.finfo(encoded.dtype).min
+        self.cross_bias = ((1 - attention_mask[:, None, None, :]) * floor).to(encoded.dtype)
+        steps = model.n_columns
+        bias = self.blocks[0].layer[0].SelfAttention.compute_bias(steps, steps)[0]
+        self.self_bias = bias.permute(1, 0, 2)  # [query position, head, key position]
+        self.cache: list[tuple[torch.Tensor, torch.Tensor]] = []  # [rows, heads, t, d_kv]
+
+    def step(self, tokens: torch.Tensor, t: int) -> torch.Tensor:
+        """Log-probabilities over the vocabulary at position ``t`` for ``tokens [B * n]``."""
+        rows, n = len(tokens), len(tokens) // self.batch
+        heads, d_kv = self.heads, self.d_kv
+        x = self.model.t5.decoder.embed_tokens(tokens)
+        for i, block in enumerate(self.blocks):
+            self_layer, cross_layer, ff_layer = block.layer
+            attn = self_layer.SelfAttention
+            h = self_layer.layer_norm(x)
+            k = attn.k(h).view(rows, heads, 1, d_kv)
+            v = attn.v(h).view(rows, heads, 1, d_kv)
+            if t > 0:
+                k = torch.cat([self.cache[i][0], k], 2)
+                v = torch.cat([self.cache[i][1], v], 2)
+                self.cache[i] = (k, v)
+            else:
+                self.cache.append((k, v))
+            q = attn.q(h).view(rows, heads, 1, d_kv)
+            weights = ((q * k).sum(-1) + self.self_bias[t, :, : t + 1]).softmax(-1)
+            out = (weights[..., None] * v).sum(2)
+            x = x + attn.o(out.view(rows, -1))
+
+            attn = cross_layer.EncDecAttention
+            q = attn.q(cross_layer.layer_norm(x)).view(self.batch, n, heads, d_kv)
+            keys_t, values = self.cross[i]
+            weights = (q.transpose(1, 2) @ keys_t + self.cross_bias).softmax(-1)
+            out = (weights @ values).transpose(1, 2).reshape(rows, -1)
+            x = x + attn.o(out)
+            x = x + ff_layer.DenseReluDense(ff_layer.layer_norm(x))
+        hidden = self.model.t5.decoder.final_layer_norm(x)
+        return self.model.output_logits(hidden).log_softmax(-1)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep the self-attention cache of ``rows`` (flat parent row per new beam)."""
+        self.cache = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in self.cache]
+
+
+@torch.no_grad()
+def constrained_beam_search(
+    model: SIDRecommender,
+    input_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor,
+    trie: PrefixTrie,
+    beam_size: int = 20,
+    topk: int = 10,
+    inputs_embeds: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``topk`` items per user, best first, as ``(item_ids [B, topk], scores [B, topk])``.
+
+    A beam's score is the sum of its tokens' full-vocabulary log-probabilities (no length
+    penalty). Codes that no item continues are masked at every step, so every returned id is a
+    real item; where fewer than ``topk`` items are reachable, ids are 0 and scores -inf.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        encoded = model.encode(attention_mask, input_ids, inputs_embeds)
+        decoder = _StepDecoder(model, encoded, attention_mask)
+        batch = len(attention_mask)
+        scores = encoded.new_zeros(batch, 1)
+        states = torch.zeros(batch, 1, dtype=torch.long)
+        tokens = torch.full((batch,), PAD, dtype=torch.long)
+        for t, (offset, size) in enumerate(zip(model.offsets, model.level_sizes)):
+            width = scores.shape[1]
+            log_probs = decoder.step(tokens, t)[:, offset : offset + size].view(batch, width, size)
+            nxt = trie.next_state[t][states]
+            cand = (scores[..., None] + log_probs).masked_fill(nxt < 0, NEG_INF)
+            scores, pick = cand.view(batch, -1).topk(min(beam_size, width * size), dim=1)
+            states = nxt.view(batch, -1).gather(1, pick).clamp(min=0)
+            if t + 1 < model.n_columns:
+                tokens = (pick % size + offset).flatten()
+                parents = pick // size + torch.arange(batch)[:, None] * width
+                decoder.reorder(parents.flatten())
+    finally:
+        model.train(was_training)
+    items = trie.state_item[states].masked_fill(scores == NEG_INF, 0)
+    if items.shape[1] < topk:
+        missing = topk - items.shape[1]
+        items = F.pad(items, (0, missing), value=0)
+        scores = F.pad(scores, (0, missing), value=NEG_INF)
+    return items[:, :topk], scores[:, :topk]
+
+
+@torch.no_grad()
+def reference_generate(
+    model: SIDRecommender,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    trie: PrefixTrie,
+    beam_size: int = 20,
+    topk: int = 10,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same search through ``transformers``' ``generate`` with ``prefix_allowed_tokens_fn``
+    (slow; per-beam Python). ``length_penalty=0`` makes its score the sum of log-probabilities."""
+    offsets = torch.tensor(model.offsets)
+
+    def allowed(_: int, prefix: torch.Tensor) -> list[int]:
+        codes = prefix[1:] - offsets[: len(prefix) - 1]
+        state = 0
+        for column, code in enumerate(codes.tolist()):
+            state = int(trie.next_state[column][state, code]) if state >= 0 else -1
+        if state < 0 or len(codes) == model.n_columns:
+            return [EOS]
+        step = len(codes)
+        return (trie.allowed(step, state).nonzero().flatten() + offsets[step]).tolist()
+
+    was_training = model.training
+    model.eval()
+    try:
+        out = model.t5.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            num_beams=beam_size,
+            num_return_sequences=topk,
+            max_new_tokens=model.n_columns,
+            length_penalty=0.0,
+            early_stopping=False,
+            do_sample=False,
+            prefix_allowed_tokens_fn=allowed,
+            return_dict_in_generate=True,
+            output_scores=True,
+        )
+    finally:
+        model.train(was_training)
+    codes = out.sequences[:, 1 : 1 + model.n_columns] - offsets
+    items = trie.items_of(codes).view(-1, topk)
+    scores = out.sequences_scores.view(-1, topk)
+    return items.masked_fill(scores == NEG_INF, 0), scores

@@ -1,0 +1,91 @@
+"""Users per second of our constrained beam search against Hugging Face ``generate``.
+
+Same model (TIGER-sized T5, random weights: speed does not depend on them), same users, same trie
+over random Beauty-sized SIDs (3 x 256 + collision digit), beam 20, top 10. Ours decodes users
+sorted by history length (so little padding) in batches of ``--batch-size``; ``generate`` with
+``prefix_allowed_tokens_fn`` decodes ``--ref-users`` of the same users (unsorted, as the
+reference implementations do) in batches of ``--ref-batch-size``. The top-10 lists of those
+users must be identical.
+
+    python -m scripts.bench_decode --synthetic --users 512 --ref-users 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from models.components.beam_search import PrefixTrie, constrained_beam_search, reference_generate
+from models.components.seq2seq import SIDRecommender, T5Spec, length_bucketed_batches
+from scripts.bench_common import add_data_args, load_data, random_sids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_data_args(parser)
+    parser.add_argument("--users", type=int, default=512, help="users decoded by ours")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--ref-users", type=int, default=32, help="users decoded by generate")
+    parser.add_argument("--ref-batch-size", type=int, default=16)
+    parser.add_argument("--beam", type=int, default=20)
+    parser.add_argument("--topk", type=int, default=10)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    n_items, _, _, tests = load_data(args)
+    table = random_sids(n_items, seed=args.seed)
+    item_tokens = table.tokens()
+    trie = PrefixTrie.from_codes(table.codes, table.level_sizes)
+    model = SIDRecommender(T5Spec(), table.level_sizes).eval()
+
+    gen = torch.Generator().manual_seed(args.seed)
+    users = torch.randperm(len(tests), generator=gen)[: args.users].tolist()
+    histories = [tests[u] for u in users]
+    lengths = torch.tensor([len(h) for h in histories])
+    order = torch.cat(length_bucketed_batches(lengths, len(histories), shuffle=False))
+    ranked = torch.zeros(len(histories), args.topk, dtype=torch.long)
+    start = time.perf_counter()
+    for idx in order.split(args.batch_size):
+        ids, mask = model.encode_inputs([histories[i] for i in idx], item_tokens)
+        ranked[idx] = constrained_beam_search(model, ids, mask, trie, args.beam, args.topk)[0]
+    ours_s = time.perf_counter() - start
+
+    ref_users = torch.arange(min(args.ref_users, len(histories)))  # a random subset, unsorted
+    ref = torch.zeros(len(ref_users), args.topk, dtype=torch.long)
+    start = time.perf_counter()
+    for pos in range(0, len(ref_users), args.ref_batch_size):
+        idx = ref_users[pos : pos + args.ref_batch_size]
+        ids, mask = model.encode_inputs([histories[i] for i in idx], item_tokens)
+        ref[pos : pos + len(idx)] = reference_generate(
+            model, ids, mask, trie, args.beam, args.topk
+        )[0]
+    ref_s = time.perf_counter() - start
+    identical = (ref == ranked[ref_users]).all(1)
+    assert identical.all(), f"{int((~identical).sum())} of {len(ref_users)} users differ"
+
+    ours_rate, ref_rate = len(histories) / ours_s, len(ref_users) / ref_s
+    result = {
+        "dataset": "synthetic-beauty" if args.synthetic else args.dataset,
+        "threads": torch.get_num_threads(),
+        "beam": args.beam,
+        "topk": args.topk,
+        "level_sizes": table.level_sizes,
+        "ours_users": len(histories),
+        "ours_batch_size": args.batch_size,
+        "ours_users_per_s": round(ours_rate, 1),
+        "generate_users": len(ref_users),
+        "generate_batch_size": args.ref_batch_size,
+        "generate_users_per_s": round(ref_rate, 2),
+        "speedup": round(ours_rate / ref_rate, 1),
+        "identical_top_k_users": int(identical.sum()),
+    }
+    print("RESULT " + json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
