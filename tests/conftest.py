@@ -8,7 +8,9 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURE_DIR = REPO / "datasets" / "fixture"
 SHARED_DATA = Path(os.environ.get("GENREC_DATA_DIR", REPO.parent / "shared" / "data"))
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One thread: tiny models gain nothing from two, and on a loaded 2-core machine two OpenMP
+# threads per process were measured 5-20x slower than one.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,0 +1,360 @@
+"""Hyperparameter search with Optuna, under the same budget for every model.
+
+``python -m benchmark tune --model M --dataset D --trials N`` searches ``M.SEARCH_SPACE`` (declared
+next to the model's config) with a seeded TPE sampler. Each trial is one training run of the
+benchmark protocol; its objective is validation NDCG@10 (the test split is removed from the data a
+trial sees, so selection can never look at it). The validation callback of every epoch reports to
+the trial, and a median pruner stops trials that fall behind.
+
+The study lives in Optuna storage (default: ``results/tune/<dataset>/<model>.db``, SQLite) under
+the name ``<model>-<dataset>-<profile>``. Running the command again resumes it: finished
+(complete or pruned) trials count toward ``--trials``. Several processes given the same
+``--storage`` URL work on one study. Trials write no result records; their validation metrics are
+trial user attributes. The best configuration goes to ``results/tuned/<dataset>/<model>.yaml``,
+which ``run --tuned`` reads through :func:`load_tuned`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import sqlalchemy
+import torch
+import yaml
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler, TPESampler
+from optuna.trial import FrozenTrial, TrialState
+
+from benchmark.data import Protocol, load_sequence_data
+from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.records import now
+from benchmark.runner import (
+    Pruned,
+    RunSpec,
+    build_config,
+    default_device,
+    execute_run,
+    resolve_model,
+)
+from models.base import Model, SequenceData
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # the states that use up the trial budget
+# Identity of a study: resuming it with any of these changed would mix incomparable trials.
+IDENTITY = ("model", "dataset", "profile", "seed", "fingerprint", "protocol", "search_space")
+
+
+# ---------------------------------------------------------------------------- search space
+def check_search_space(model_cls: type[Model]) -> dict[str, tuple]:
+    """Return ``model_cls.SEARCH_SPACE`` after checking every entry; empty spaces are errors."""
+    space = model_cls.SEARCH_SPACE
+    if not space:
+        raise BenchmarkError(
+            f"model {model_cls.name!r} declares no SEARCH_SPACE, so there is nothing to tune; add "
+            f"one next to its Config in {model_cls.__module__} (format: see models/base.py)"
+        )
+    fields = {f.name for f in dataclasses.fields(model_cls.Config)}
+    for key, spec in space.items():
+        where = f"{model_cls.__qualname__}.SEARCH_SPACE[{key!r}]"
+        if key not in fields:
+            raise ConfigError(f"{where}: {key!r} is not a field of {model_cls.Config.__name__}")
+        kind, *args = spec
+        ok = (kind in ("float", "int") and len(args) in (2, 3) and args[2:] in ([], ["log"])) or (
+            kind == "categorical" and len(args) == 1 and isinstance(args[0], list | tuple)
+        )
+        if not ok:
+            raise ConfigError(
+                f"{where} = {spec!r}; expected ('float'|'int', low, high[, 'log']) "
+                "or ('categorical', [choice, ...])"
+            )
+    return space
+
+
+def suggest(trial: optuna.Trial, space: dict[str, tuple]) -> dict[str, Any]:
+    """Draw one configuration (config key -> value) from a checked search space."""
+    params: dict[str, Any] = {}
+    for key, (kind, *args) in space.items():
+        if kind == "categorical":
+            params[key] = trial.suggest_categorical(key, list(args[0]))
+        else:
+            draw = trial.suggest_float if kind == "float" else trial.suggest_int
+            params[key] = draw(key, args[0], args[1], log=args[2:] == ["log"])
+    return params
+
+
+# ---------------------------------------------------------------------------- Optuna parts
+class TrialSeededTPE(BaseSampler):
+    """TPE whose random draws for trial ``n`` come from the seed ``(seed, n)``.
+
+    A plain ``TPESampler(seed=s)`` repeats its first random configurations whenever a study is
+    resumed or a second worker joins it. Trial numbers are unique within a study, so seeding per
+    trial avoids the repeats and keeps a single-process study reproducible.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._number, self._tpe = -1, TPESampler(seed=seed)
+
+    def _for(self, trial: FrozenTrial) -> TPESampler:
+        if trial.number != self._number:
+            trial_seed = int(np.random.SeedSequence([self.seed, trial.number]).generate_state(1)[0])
+            self._number, self._tpe = trial.number, TPESampler(seed=trial_seed)
+        return self._tpe
+
+    # The sampler interface, delegated to this trial's TPESampler.
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, name: str, distribution: BaseDistribution
+    ) -> Any:
+        return self._for(trial).sample_independent(study, trial, name, distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._for(trial).before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._for(trial).after_trial(study, trial, state, values)
+
+
+def make_pruner() -> optuna.pruners.BasePruner:
+    """Median pruning once 5 trials have finished, never on a trial's first epoch."""
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+
+
+def pruning_hook(trial: optuna.Trial) -> Callable[[int, float], None]:
+    """The ``on_validate`` callback of one trial: report NDCG@10 per epoch, stop when told."""
+
+    def on_validate(epoch: int, ndcg10: float) -> None:
+        trial.report(ndcg10, epoch)
+        if trial.should_prune():
+            raise Pruned(f"trial {trial.number} pruned at epoch {epoch} (NDCG@10 {ndcg10:.4f})")
+
+    return on_validate
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna RDB storage; a heartbeat marks trials of killed workers as failed."""
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+
+    def connect() -> optuna.storages.RDBStorage:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=60)
+
+    for delay in (1.0, 2.0):
+        try:
+            return connect()
+        except sqlalchemy.exc.SQLAlchemyError:
+            # Workers that start together race to create the tables of a new database; the
+            # loser finds them there on its next attempt.
+            time.sleep(delay)
+    return connect()
+
+
+# ---------------------------------------------------------------------------- paths
+def study_name(model: str, dataset: str, profile: str) -> str:
+    return f"{model}-{dataset}-{profile}"
+
+
+def default_storage(results_dir: Path, model: str, dataset: str) -> str:
+    path = Path(results_dir) / "tune" / dataset / f"{model}.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path.resolve()}"
+
+
+def tuned_path(results_dir: Path, model: str, dataset: str) -> Path:
+    return Path(results_dir) / "tuned" / dataset / f"{model}.yaml"
+
+
+def load_tuned(results_dir: Path, model: str, dataset: str) -> dict[str, Any]:
+    """The tuned config keys of ``model`` on ``dataset`` (``run --tuned`` starts from them)."""
+    path = tuned_path(results_dir, model, dataset)
+    if not path.exists():
+        raise BenchmarkError(
+            f"no tuned configuration for {model} on {dataset} ({path} is missing); create it with "
+            f"`python -m benchmark tune --model {model} --dataset {dataset} "
+            f"--results-dir {results_dir}`"
+        )
+    values = yaml.safe_load(path.read_text())
+    if not isinstance(values, dict) or not values:
+        raise BenchmarkError(f"{path} holds no `key: value` lines; re-run `tune` to rewrite it")
+    return values
+
+
+# ---------------------------------------------------------------------------- tune
+@dataclass
+class TuneResult:
+    study_name: str
+    best_params: dict[str, Any]
+    best_value: float
+    best_trial: int
+    counts: dict[str, int]  # trials per state name
+    path: Path  # the tuned YAML
+
+
+def tune(
+    model: str,
+    dataset: str,
+    *,
+    trials: int = 30,
+    timeout: float | None = None,
+    profile: str = "quick",
+    seed: int = 0,
+    data_dir: Path | None = None,
+    results_dir: Path = Path("results"),
+    storage: str | None = None,
+    protocol: Protocol | None = None,
+    device: torch.device | None = None,
+    quiet: bool = False,
+) -> TuneResult:
+    """Add trials to the study of (model, dataset, profile) until ``trials`` have finished or
+    ``timeout`` seconds pass, then write the best configuration. See the module docstring."""
+    if trials <= 0:
+        raise BenchmarkError(f"--trials must be positive, got {trials}")
+    model_cls = resolve_model(model)
+    space = check_search_space(model_cls)
+    build_config(model_cls, profile, {})  # an unknown profile fails before any work
+    protocol = protocol or Protocol()
+    device = device or default_device()
+    data = load_sequence_data(dataset, data_dir, protocol.max_history)
+    if quiet:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    name = study_name(model, dataset, profile)
+    study = optuna.create_study(
+        study_name=name,
+        storage=open_storage(storage or default_storage(results_dir, model, dataset)),
+        sampler=TrialSeededTPE(seed),
+        pruner=make_pruner(),
+        direction="maximize",
+        load_if_exists=True,
+    )
+    identity = {
+        "model": model,
+        "dataset": dataset,
+        "profile": profile,
+        "seed": seed,
+        "fingerprint": data.fingerprint,
+        "protocol": protocol.to_dict(),
+        "search_space": json.loads(json.dumps(space)),  # as the storage gives it back
+    }
+    _record_identity(study, identity)
+    study.set_user_attr("budget", {"trials": trials, "timeout_s": timeout})
+
+    remaining = trials - len(study.get_trials(deepcopy=False, states=FINISHED))
+    if remaining > 0:
+        objective = _objective(model_cls, space, data, profile, seed, protocol, device, quiet)
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            timeout=timeout,
+            catch=(Exception,),  # a failing configuration is recorded and the search goes on
+            callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED)],
+        )
+    return _save_best(study, results_dir, model, dataset)
+
+
+def _record_identity(study: optuna.Study, identity: dict[str, Any]) -> None:
+    stored = study.user_attrs
+    changed = [k for k in IDENTITY if k in stored and stored[k] != identity[k]]
+    if changed:
+        raise BenchmarkError(
+            f"study {study.study_name} was started with a different {', '.join(changed)}; "
+            "resuming would mix incomparable trials. Use another --storage or delete the study"
+        )
+    for key, value in identity.items():
+        study.set_user_attr(key, value)
+
+
+def _objective(
+    model_cls: type[Model],
+    space: dict[str, tuple],
+    data: SequenceData,
+    profile: str,
+    seed: int,
+    protocol: Protocol,
+    device: torch.device,
+    quiet: bool,
+) -> Callable[[optuna.Trial], float]:
+    # Trials never see the test split: selection must rest on validation metrics only.
+    no_test = dataclasses.replace(
+        data, test_users=data.test_users[:0], test_histories=[], test_targets=data.test_targets[:0]
+    )
+    worker = f"{platform.node()}:{os.getpid()}"
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", worker)
+        try:
+            config = build_config(model_cls, profile, suggest(trial, space))
+            spec = RunSpec(
+                model_cls.name, data.name, profile, seed, config.to_dict(), protocol.to_dict()
+            )
+            result = execute_run(
+                spec, model_cls, config, no_test, protocol, device, quiet, pruning_hook(trial)
+            )
+        except Pruned as exc:
+            raise optuna.TrialPruned(str(exc)) from None
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+            raise
+        trial.set_user_attr("valid", result["valid"])
+        trial.set_user_attr("best_epoch", result["diagnostics"].get("best_epoch"))
+        trial.set_user_attr("train_seconds", result["diagnostics"]["train_seconds"])
+        return result["valid"]["ndcg@10"]
+
+    return objective
+
+
+def _save_best(study: optuna.Study, results_dir: Path, model: str, dataset: str) -> TuneResult:
+    all_trials = study.get_trials(deepcopy=False)
+    counts = {s.name.lower(): sum(t.state == s for t in all_trials) for s in TrialState}
+    counts = {state: n for state, n in counts.items() if n}
+    complete = [t for t in all_trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        errors = [t.user_attrs["error"] for t in all_trials if "error" in t.user_attrs]
+        last = f"; last error: {errors[-1]}" if errors else ""
+        raise BenchmarkError(f"no trial of study {study.study_name} has completed {counts}{last}")
+    best = study.best_trial
+    attrs = study.user_attrs
+    path = tuned_path(results_dir, model, dataset)
+    header = [
+        f"tuned by `python -m benchmark tune --model {model} --dataset {dataset}`; "
+        f"use with `run --models {model} --dataset {dataset} --profile {attrs['profile']} --tuned`",
+        f"study: {study.study_name} (profile {attrs['profile']}, seed {attrs['seed']}, "
+        f"dataset fingerprint {attrs['fingerprint']})",
+        f"best validation NDCG@10: {best.value:.6f} (trial {best.number})",
+        f"trials: {sum(counts.get(s.name.lower(), 0) for s in FINISHED)} finished {counts}, "
+        f"budget {attrs['budget']}",
+        f"date: {now()}",
+    ]
+    text = "".join(f"# {line}\n" for line in header)
+    text += yaml.safe_dump(dict(best.params), sort_keys=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+    return TuneResult(study.study_name, dict(best.params), best.value, best.number, counts, path)

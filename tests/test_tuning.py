@@ -1,0 +1,181 @@
+"""Tuning: resumable studies, workers sharing one study, the tuned YAML, pruning, clear errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from benchmark import tuning
+from benchmark.cli import main
+from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.runner import Pruned
+from models.recbole_baselines import SASRec
+from tests.conftest import FIXTURE_DIR, REPO
+
+TINY = dict(profile="smoke", data_dir=FIXTURE_DIR, quiet=True)
+# In-process tests search a space that keeps the smoke profile's small network (the CPU is shared).
+SMALL_SPACE = {"lr": ("float", 1e-4, 1e-2, "log"), "dropout": ("float", 0.1, 0.5)}
+CLI_TINY = ["--dataset", "ml-tiny", "--data-dir", str(FIXTURE_DIR), "--profile", "smoke"]
+
+
+def load_study(results_dir):
+    url = tuning.default_storage(results_dir, "sasrec", "ml-tiny")
+    return optuna.load_study(study_name="sasrec-ml-tiny-smoke", storage=url)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models train faster on one thread, much faster when other jobs share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def small_space(monkeypatch):
+    monkeypatch.setattr(SASRec, "SEARCH_SPACE", SMALL_SPACE)
+
+
+def test_resume_counts_earlier_trials_and_run_tuned_uses_the_yaml(tmp_path, small_space):
+    first = tuning.tune("sasrec", "ml-tiny", trials=2, results_dir=tmp_path, **TINY)
+    assert first.counts == {"complete": 2}
+    second = tuning.tune("sasrec", "ml-tiny", trials=3, results_dir=tmp_path, **TINY)
+    assert second.counts == {"complete": 3}
+
+    study = load_study(tmp_path)
+    trials = study.get_trials()
+    assert [t.number for t in trials] == [0, 1, 2]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert trials[2].params != trials[0].params  # the resumed sampler does not repeat itself
+    for t in trials:  # validation metrics only, from the trial's own run
+        assert t.user_attrs["valid"]["ndcg@10"] == pytest.approx(t.value)
+        assert set(t.params) == set(SMALL_SPACE)
+    attrs = study.user_attrs
+    assert attrs["budget"] == {"trials": 3, "timeout_s": None}
+    assert attrs["model"] == "sasrec" and attrs["dataset"] == "ml-tiny"
+    assert attrs["profile"] == "smoke" and attrs["fingerprint"] and attrs["protocol"]["ks"]
+    assert not (tmp_path / "runs").exists()  # trials are tuning, not results
+
+    # The best configuration, only the tuned keys, with metadata comments.
+    text = second.path.read_text()
+    assert second.path == tmp_path / "tuned" / "ml-tiny" / "sasrec.yaml"
+    assert "# study: sasrec-ml-tiny-smoke" in text and "best validation NDCG@10" in text
+    tuned = tuning.load_tuned(tmp_path, "sasrec", "ml-tiny")
+    assert tuned == study.best_params == second.best_params
+
+    # Resuming with another seed (or data, protocol, space) would mix incomparable trials.
+    with pytest.raises(BenchmarkError, match="different seed"):
+        tuning.tune("sasrec", "ml-tiny", trials=4, seed=1, results_dir=tmp_path, **TINY)
+
+    # `run --tuned` starts from the YAML.
+    args = ["run", "--models", "sasrec", *CLI_TINY, "--results-dir", str(tmp_path)]
+    assert main([*args, "--tuned", "--quiet"]) == 0
+    (record_path,) = (tmp_path / "runs" / "ml-tiny" / "sasrec").glob("*.json")
+    config = json.loads(record_path.read_text())["model"]["config"]
+    assert {key: config[key] for key in tuned} == tuned
+
+
+def test_two_workers_add_trials_to_one_study(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    command = [sys.executable, "-m", "benchmark", "tune", "--model", "sasrec", *CLI_TINY]
+    # A timeout (not a trial count) makes each worker run at least one trial, however the two
+    # interleave; --trials is far away.
+    command += ["--trials", "50", "--timeout", "2", "--storage", url, "--threads", "1"]
+    command += ["--results-dir", str(tmp_path), "--quiet"]
+    workers = [
+        subprocess.Popen(command, cwd=REPO, env=os.environ.copy(), stdout=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outputs = [w.communicate(timeout=300)[0].decode() for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+
+    study = optuna.load_study(study_name="sasrec-ml-tiny-smoke", storage=url)
+    trials = study.get_trials()
+    assert trials and all(t.state in tuning.FINISHED for t in trials)
+    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers contributed
+    assert study.user_attrs["budget"] == {"trials": 50, "timeout_s": 2.0}
+    assert not (tmp_path / "tune").exists()  # --storage replaces the default SQLite file
+    assert tuning.load_tuned(tmp_path, "sasrec", "ml-tiny") == study.best_params
+
+
+def test_model_without_search_space_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(BenchmarkError, match="'pop' declares no SEARCH_SPACE"):
+        tuning.tune("pop", "ml-tiny", results_dir=tmp_path, **TINY)
+    assert main(["tune", "--model", "pop", *CLI_TINY, "--results-dir", str(tmp_path)]) == 2
+    assert "no SEARCH_SPACE" in capsys.readouterr().err
+
+
+def test_search_space_entries_are_checked():
+    class Misspelled(SASRec):
+        SEARCH_SPACE = {"dropuot": ("float", 0.1, 0.5)}
+
+    class BadKind(SASRec):
+        SEARCH_SPACE = {"dropout": ("uniform", 0.1, 0.5)}
+
+    with pytest.raises(ConfigError, match="'dropuot' is not a field"):
+        tuning.check_search_space(Misspelled)
+    with pytest.raises(ConfigError, match="expected"):
+        tuning.check_search_space(BadKind)
+    assert tuning.check_search_space(SASRec) == SASRec.SEARCH_SPACE
+
+
+def test_missing_tuned_yaml_says_which_command_creates_it(tmp_path):
+    with pytest.raises(BenchmarkError, match="python -m benchmark tune --model narm --dataset x"):
+        tuning.load_tuned(tmp_path, "narm", "x")
+
+
+class FakeTrial:
+    def __init__(self, prune_from_epoch):
+        self.number, self.prune_from_epoch, self.reports = 7, prune_from_epoch, []
+
+    def report(self, value, step):
+        self.reports.append((step, value))
+
+    def should_prune(self):
+        return self.reports[-1][0] >= self.prune_from_epoch
+
+
+def test_pruning_hook_reports_each_epoch_and_raises_when_told():
+    trial = FakeTrial(prune_from_epoch=1)
+    hook = tuning.pruning_hook(trial)
+    hook(0, 0.25)
+    with pytest.raises(Pruned, match="trial 7 pruned at epoch 1"):
+        hook(1, 0.125)
+    assert trial.reports == [(0, 0.25), (1, 0.125)]
+
+
+def test_pruned_trial_is_recorded_as_pruned(tmp_path, monkeypatch, small_space):
+    # A pruner that stops every trial after its first report.
+    monkeypatch.setattr(tuning, "make_pruner", lambda: optuna.pruners.ThresholdPruner(lower=1.0))
+    with pytest.raises(BenchmarkError, match="no trial .* has completed"):
+        tuning.tune("sasrec", "ml-tiny", trials=1, results_dir=tmp_path, **TINY)
+    (trial,) = load_study(tmp_path).get_trials()
+    assert trial.state == TrialState.PRUNED and list(trial.intermediate_values) == [0]
+
+
+def test_sampler_is_reproducible_and_a_resumed_study_continues_it():
+    space = {"x": ("float", -1.0, 1.0), "n": ("categorical", [1, 2, 3])}
+
+    def objective(trial):
+        params = tuning.suggest(trial, space)
+        return -(params["x"] ** 2) + params["n"]
+
+    def study(sampler):
+        return optuna.create_study(direction="maximize", sampler=sampler)
+
+    straight = study(tuning.TrialSeededTPE(0))
+    straight.optimize(objective, n_trials=14)  # past TPE's 10 random startup trials
+    resumed = study(tuning.TrialSeededTPE(0))
+    resumed.optimize(objective, n_trials=8)
+    resumed.sampler = tuning.TrialSeededTPE(0)  # a new process on the same study
+    resumed.optimize(objective, n_trials=6)
+    xs = [t.params["x"] for t in straight.trials]
+    assert xs == [t.params["x"] for t in resumed.trials]
+    assert len(set(xs)) == len(xs)
