@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--quiet", action="store_true")
     tune.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
-    sub.add_parser("ls", help="list registered models and datasets")
+    ls = sub.add_parser("ls", help="list registered models and datasets")
+    ls.add_argument("--names", action="store_true", help="only model names, comma-separated")
     datasets = sub.add_parser("datasets", help="dataset statistics and whether files are found")
     datasets.add_argument("--data-dir", type=Path, default=None)
 
@@ -224,6 +225,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from benchmark.runner import model_registry
 
     registry = model_registry()
+    if args.names:
+        print(",".join(registry.names()))
+        return 0
     print("models:")
     for name in registry.names():
         cls = registry.get(name)

@@ -68,7 +68,8 @@ class GenerativeConfig(ModelConfig):
     temperature: float = 1.0  # CE temperature (LETTER's ranking-guided loss; 1.0 = plain CE)
     beam_size: int = 20
     eval_batch_size: int = 256
-    train_threads: int = 0  # 0 = torch default
+    # CPU budget: train on each user's N most recent (prefix -> next) pairs; 0 = all of them
+    train_pairs_per_user: int = 0
 
 
 class GenerativeRecommender(Model):
@@ -177,15 +178,15 @@ class GenerativeRecommender(Model):
 
     def fit(self, data: SequenceData, ctx: FitContext) -> None:
         c = self.config
-        if c.train_threads:
-            torch.set_num_threads(c.train_threads)
         self.set_semantic_ids(self.build_semantic_ids(data, ctx))
         self.net = SIDRecommender(self.t5_spec(), self.sids.level_sizes)
         self.prepare(data, ctx)
 
-        histories = pad_histories(data.train_histories, data.max_history)
-        lengths = torch.as_tensor([len(h) for h in data.train_histories])
-        targets = torch.as_tensor(data.train_targets, dtype=torch.long)
+        rows = data.recent_training_rows(c.train_pairs_per_user)
+        train_histories = [data.train_histories[i] for i in rows]
+        histories = pad_histories(train_histories, data.max_history)
+        lengths = torch.as_tensor([len(h) for h in train_histories])
+        targets = torch.as_tensor(data.train_targets[rows], dtype=torch.long)
         optimizer = torch.optim.AdamW(
             self.parameters_to_train(), lr=c.lr, weight_decay=c.weight_decay
         )

@@ -53,7 +53,7 @@ class RecBoleSequential(Model):
     Config = RecBoleSeqConfig
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"epochs": 2, "hidden_size": 16, "inner_size": 32, "n_layers": 1},
-        "quick": {"epochs": 30, "patience": 3},
+        "quick": {"epochs": 15, "patience": 2, "lr": 2e-3},
         "paper": {"epochs": 200, "patience": 10, "hidden_size": 64},
     }
     SEARCH_SPACE: ClassVar[dict[str, tuple]] = {
@@ -164,7 +164,7 @@ class GRU4Rec(RecBoleSequential):
     recbole_name = "GRU4Rec"
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {
         **RecBoleSequential.PROFILES,
-        "quick": {"epochs": 30, "patience": 3, "dropout": 0.3},
+        "quick": {"epochs": 15, "patience": 2, "lr": 2e-3, "dropout": 0.3},
     }
 
 

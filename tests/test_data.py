@@ -110,3 +110,15 @@ def test_json_reader_and_amazon_reader_agree(tmp_path, monkeypatch):
     assert a.test_histories == b.test_histories and (a.test_targets == b.test_targets).all()
     assert a.item_text == b.item_text
     assert a.item_text[1] == "title: item " + a.item_tokens[1] + "; brand: b"
+
+
+def test_recent_training_rows_keeps_each_users_latest_pairs(tiny_data):
+    d = tiny_data
+    rows = d.recent_training_rows(3)
+    kept = {}
+    for i in rows:
+        kept.setdefault(int(d.train_users[i]), []).append(i)
+    for user, idx in kept.items():
+        all_rows = np.flatnonzero(d.train_users == user)
+        assert idx == all_rows[-3:].tolist()  # the three most recent (longest) prefixes
+    assert len(d.recent_training_rows(0)) == len(d.train_targets)
