@@ -6,8 +6,9 @@
 :class:`GenerativeRecommender` owns the common parts: the semantic-ID table and its diagnostics,
 the recommender, the training loop over every (prefix -> next item) pair in length-bucketed
 batches, early stopping on validation NDCG@10, and constrained decoding. Subclasses override
-:meth:`build_semantic_ids` (how the tokenizer is trained) and, for joint training,
-:meth:`training_loss` and :meth:`end_epoch`.
+:meth:`tokenizer_regularizer` (extra RQ-VAE loss terms, LETTER) or :meth:`build_semantic_ids`
+(how the tokenizer is trained) and, for joint training, :meth:`training_loss`,
+:meth:`end_epoch` and :meth:`param_groups` (DIGER).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from models.base import FitContext, Model, ModelConfig, SequenceData
 from models.components.beam_search import PrefixTrie, constrained_beam_search
-from models.components.quantizer import RQVAEConfig, residual_kmeans, train_rqvae
+from models.components.quantizer import ExtraLoss, RQVAEConfig, residual_kmeans, train_rqvae
 from models.components.semantic_ids import (
     SemanticIDTable,
     add_collision_digit,
@@ -114,15 +115,28 @@ class GenerativeRecommender(Model):
             "seed": ctx.seed,
         }
 
+    def tokenizer_regularizer(
+        self, embeddings: np.ndarray, ctx: FitContext
+    ) -> tuple[ExtraLoss | None, list[torch.nn.Parameter]]:
+        """Extra RQ-VAE loss terms and their own parameters (``train_rqvae``'s ``extra_loss`` and
+        ``extra_parameters``); ``embeddings`` are the tokenizer's inputs. TIGER: none."""
+        return None, []
+
     def train_tokenizer(self, embeddings: np.ndarray, ctx: FitContext) -> np.ndarray:
         """Codes ``[n_items, levels]`` for items 1..n (TIGER: RQ-VAE on reconstruction)."""
         c = self.config
         if c.rq_standardize:
-            embeddings = (embeddings - embeddings.mean(0)) / (embeddings.std(0) + 1e-8)
+            embeddings = standardize(embeddings)
         if c.tokenizer == "rkmeans":
             return np.asarray(residual_kmeans(embeddings, c.levels, c.codebook_size, ctx.seed))
+        extra_loss, extra_parameters = self.tokenizer_regularizer(embeddings, ctx)
         rqvae = train_rqvae(
-            embeddings, self.rqvae_config(embeddings.shape[1]), ctx.seed, progress=ctx.progress
+            embeddings,
+            self.rqvae_config(embeddings.shape[1]),
+            ctx.seed,
+            progress=ctx.progress,
+            extra_loss=extra_loss,
+            extra_parameters=extra_parameters,
         )
         return rqvae.encode_codes(embeddings)
 
@@ -176,6 +190,11 @@ class GenerativeRecommender(Model):
     def parameters_to_train(self) -> list[torch.nn.Parameter]:
         return list(self.net.parameters())
 
+    def param_groups(self) -> list[dict[str, Any]]:
+        """AdamW parameter groups; a group may set its own ``lr`` / ``weight_decay`` (DIGER's
+        tokenizer learns far slower than its recommender). Each group is clipped separately."""
+        return [{"params": self.parameters_to_train()}]
+
     def fit(self, data: SequenceData, ctx: FitContext) -> None:
         c = self.config
         self.set_semantic_ids(self.build_semantic_ids(data, ctx))
@@ -187,9 +206,7 @@ class GenerativeRecommender(Model):
         histories = pad_histories(train_histories, data.max_history)
         lengths = torch.as_tensor([len(h) for h in train_histories])
         targets = torch.as_tensor(data.train_targets[rows], dtype=torch.long)
-        optimizer = torch.optim.AdamW(
-            self.parameters_to_train(), lr=c.lr, weight_decay=c.weight_decay
-        )
+        optimizer = torch.optim.AdamW(self.param_groups(), lr=c.lr, weight_decay=c.weight_decay)
         steps_per_epoch = math.ceil(len(targets) / c.batch_size)
         scheduler = warmup_cosine(optimizer, c.warmup_steps, c.epochs * steps_per_epoch)
         stopper = EarlyStopping(c.patience)
@@ -202,7 +219,8 @@ class GenerativeRecommender(Model):
                 loss = self.training_loss(histories[idx], targets[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.parameters_to_train(), 1.0)
+                for group in optimizer.param_groups:
+                    torch.nn.utils.clip_grad_norm_(group["params"], 1.0)
                 optimizer.step()
                 scheduler.step()
                 total += loss.item()
@@ -226,22 +244,18 @@ class GenerativeRecommender(Model):
     @torch.no_grad()
     def recommend(self, histories: Sequence[Sequence[int]], k: int) -> torch.Tensor:
         self.train_mode(False)
-        out = []
-        for start in range(0, len(histories), self.config.eval_batch_size):
-            chunk = pad_histories(
-                [list(h) for h in histories[start : start + self.config.eval_batch_size]]
-            )
+        out = torch.zeros(len(histories), k, dtype=torch.long)
+        # decode users sorted by history length, so each batch pads little
+        lengths = torch.as_tensor([len(h) for h in histories])
+        for rows in length_bucketed_batches(lengths, self.config.eval_batch_size, shuffle=False):
+            chunk = pad_histories([list(histories[i]) for i in rows.tolist()])
             input_ids, mask = self.net.encode_inputs(chunk, self.item_tokens)
+            beam = max(self.config.beam_size, k)
             items, _ = constrained_beam_search(
-                self.net,
-                input_ids,
-                mask,
-                self.trie,
-                beam_size=max(self.config.beam_size, k),
-                topk=k,
+                self.net, input_ids, mask, self.trie, beam_size=beam, topk=k
             )
-            out.append(items)
-        return torch.cat(out)
+            out[rows] = items
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
@@ -251,6 +265,11 @@ class GenerativeRecommender(Model):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
+
+
+def standardize(embeddings: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance per dimension (``rq_standardize``)."""
+    return (embeddings - embeddings.mean(0)) / (embeddings.std(0) + 1e-8)
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int):
