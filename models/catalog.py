@@ -8,4 +8,6 @@ MODELS: dict[str, str] = {
     "gru4rec": "models.recbole_baselines:GRU4Rec",
     "narm": "models.recbole_baselines:NARM",
     "tiger": "models.tiger:TIGER",
+    "letter": "models.letter:LETTER",
+    "diger": "models.diger:DIGER",
 }
