@@ -75,6 +75,22 @@ def random_sids(
     return SemanticIDTable.from_codes(add_collision_digit(codes))
 
 
+class Stopwatch:
+    """Accumulates wall and process CPU seconds of ``with`` blocks. On a shared machine CPU time
+    is the steadier measure: it leaves out time spent descheduled."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall += time.perf_counter() - self._wall
+        self.cpu += time.process_time() - self._cpu
+
+
 def matmul_peak_gflops(size: int = 2048, repeats: int = 9) -> float:
     """Median fp32 GFLOP/s of a ``size``-square matmul on this machine."""
     a, b = torch.randn(size, size), torch.randn(size, size)

@@ -10,7 +10,7 @@ from models.components.beam_search import (
     constrained_beam_search,
     reference_generate,
 )
-from models.components.semantic_ids import SemanticIDTable
+from models.components.semantic_ids import SemanticIDTable, add_collision_digit
 from models.components.seq2seq import SIDRecommender, T5Spec
 
 TINY = T5Spec(num_layers=2, num_decoder_layers=2, d_model=32, d_ff=64, num_heads=2, d_kv=16)
@@ -26,18 +26,13 @@ def _one_thread():
 
 
 def catalogue(n_items: int, levels: list[int], seed: int = 0) -> tuple[torch.Tensor, list[int]]:
-    """Random codes for ``levels`` plus a collision digit, so every item's SID is unique."""
+    """Random codes for ``levels`` plus a collision digit: ``(codes [n_items + 1, L'], sizes)``."""
     gen = torch.Generator().manual_seed(seed)
-    codes = torch.stack([torch.randint(0, k, (n_items,), generator=gen) for k in levels], 1)
-    digit = torch.zeros(n_items, dtype=torch.long)
-    seen: dict[tuple[int, ...], int] = {}
-    for i, row in enumerate(map(tuple, codes.tolist())):
-        digit[i] = seen.get(row, 0)
-        seen[row] = digit[i].item() + 1
-    sid = torch.cat(
-        [torch.zeros(1, len(levels) + 1, dtype=torch.long), torch.cat([codes, digit[:, None]], 1)]
+    codes = add_collision_digit(
+        torch.stack([torch.randint(0, k, (n_items,), generator=gen) for k in levels], 1)
     )
-    return sid, [*levels, int(digit.max()) + 1]
+    table = SemanticIDTable.from_codes(codes, [*levels, int(codes[:, -1].max()) + 1])
+    return table.codes, table.level_sizes
 
 
 def setup(n_items: int = 50, levels: tuple[int, ...] = (4, 4, 4), n_users: int = 8, seed: int = 0):
@@ -71,6 +66,8 @@ def test_trie_tables_match_a_dictionary_trie():
         level = deeper
     assert torch.equal(trie.items_of(sid[1:]), torch.arange(1, 201))
     assert trie.n_aliased == 0
+    assert (trie.state_of(sid[1:, :2]) >= 0).all()
+    assert trie.state_of(torch.tensor([[5], [-1]])).tolist() == [-1, -1]  # codes out of range
 
 
 def test_items_sharing_a_sid_map_to_the_smallest_id():
@@ -100,6 +97,14 @@ def test_batched_search_equals_one_user_at_a_time():
         )
         assert torch.equal(alone[0], batched[user])
         assert torch.allclose(alone_scores[0], scores[user], atol=1e-5)
+
+
+def test_search_accepts_input_embeddings():
+    model, trie, _, ids, mask = setup(seed=5)
+    from_ids = constrained_beam_search(model, ids, mask, trie)
+    embeds = model.token_embedding(ids)
+    from_embeds = constrained_beam_search(model, None, mask, trie, inputs_embeds=embeds)
+    assert torch.equal(from_ids[0], from_embeds[0])
 
 
 def test_scores_are_teacher_forced_log_probabilities_of_the_returned_items():

@@ -13,7 +13,6 @@ from models.components.seq2seq import (
     SIDRecommender,
     T5Spec,
     length_bucketed_batches,
-    pad_item_histories,
 )
 
 TINY = T5Spec(num_layers=2, num_decoder_layers=2, d_model=32, d_ff=64, num_heads=2, d_kv=16)
@@ -61,9 +60,7 @@ def test_encode_inputs_flattens_items_then_eos_and_pads_to_batch_longest():
         [4, 8, 13, EOS, PAD, PAD, PAD],
     ]
     assert mask.tolist() == [[1] * 7, [1, 1, 1, 1, 0, 0, 0]]
-    padded = pad_item_histories([[1, 2], [3]])
-    assert padded.tolist() == [[1, 2], [3, 0]]
-    wide = torch.cat([padded, torch.zeros(2, 5, dtype=torch.long)], 1)
+    wide = torch.tensor([[1, 2, 0, 0], [3, 0, 0, 0]])  # right-padded ids, wider than needed
     ids_t, mask_t = model.encode_inputs(wide, tokens)
     assert torch.equal(ids_t, ids) and torch.equal(mask_t, mask)
 

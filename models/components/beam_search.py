@@ -54,19 +54,33 @@ class PrefixTrie:
         state_item.scatter_reduce_(0, states, items, reduce="amin")
         return cls(list(level_sizes), tables, state_item, len(codes) - n_states)
 
+    def to(self, device: torch.device | str) -> PrefixTrie:
+        """The same trie with its tables on ``device`` (the search's device)."""
+        return PrefixTrie(
+            self.level_sizes,
+            [table.to(device) for table in self.next_state],
+            self.state_item.to(device),
+            self.n_aliased,
+        )
+
     def allowed(self, step: int, states: torch.Tensor) -> torch.Tensor:
         """Boolean ``[..., K_step]``: which codes of column ``step`` continue each state."""
         return self.next_state[step][states] >= 0
 
+    def state_of(self, codes: torch.Tensor) -> torch.Tensor:
+        """State after each row of the first ``t`` codes ``[N, t]``; -1 where no item has that
+        prefix."""
+        state = torch.zeros(len(codes), dtype=torch.long, device=codes.device)
+        for column in range(codes.shape[1]):
+            table, code = self.next_state[column], codes[:, column]
+            valid = (state >= 0) & (code >= 0) & (code < table.shape[1])
+            step = table[state.clamp(min=0), code.clamp(0, table.shape[1] - 1)]
+            state = torch.where(valid, step, -1)
+        return state
+
     def items_of(self, codes: torch.Tensor) -> torch.Tensor:
         """Item id of each row of per-column codes ``[N, L']``; 0 where no item has that SID."""
-        state = torch.zeros(len(codes), dtype=torch.long)
-        for column, table in enumerate(self.next_state):
-            code = codes[:, column]
-            ok = (state >= 0) & (code >= 0) & (code < table.shape[1])
-            state = torch.where(
-                ok, table[state.clamp(min=0), code.clamp(0, table.shape[1] - 1)], -1
-            )
+        state = self.state_of(codes)
         return torch.where(state >= 0, self.state_item[state.clamp(min=0)], 0)
 
 
@@ -151,16 +165,17 @@ def constrained_beam_search(
     A beam's score is the sum of its tokens' full-vocabulary log-probabilities (no length
     penalty). Codes that no item continues are masked at every step, so every returned id is a
     real item; where fewer than ``topk`` items are reachable, ids are 0 and scores -inf.
+    ``trie`` must be on the inputs' device (:meth:`PrefixTrie.to`).
     """
     was_training = model.training
     model.eval()
     try:
         encoded = model.encode(attention_mask, input_ids, inputs_embeds)
         decoder = _StepDecoder(model, encoded, attention_mask)
-        batch = len(attention_mask)
+        batch, device = len(attention_mask), attention_mask.device
         scores = encoded.new_zeros(batch, 1)
-        states = torch.zeros(batch, 1, dtype=torch.long)
-        tokens = torch.full((batch,), PAD, dtype=torch.long)
+        states = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        tokens = torch.full((batch,), PAD, dtype=torch.long, device=device)
         for t, (offset, size) in enumerate(zip(model.offsets, model.level_sizes)):
             width = scores.shape[1]
             log_probs = decoder.step(tokens, t)[:, offset : offset + size].view(batch, width, size)
@@ -170,7 +185,7 @@ def constrained_beam_search(
             states = nxt.view(batch, -1).gather(1, pick).clamp(min=0)
             if t + 1 < model.n_columns:
                 tokens = (pick % size + offset).flatten()
-                parents = pick // size + torch.arange(batch)[:, None] * width
+                parents = pick // size + torch.arange(batch, device=device)[:, None] * width
                 decoder.reorder(parents.flatten())
     finally:
         model.train(was_training)
@@ -193,16 +208,13 @@ def reference_generate(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The same search through ``transformers``' ``generate`` with ``prefix_allowed_tokens_fn``
     (slow; per-beam Python). ``length_penalty=0`` makes its score the sum of log-probabilities."""
-    offsets = torch.tensor(model.offsets)
+    offsets = torch.tensor(model.offsets, device=input_ids.device)
 
     def allowed(_: int, prefix: torch.Tensor) -> list[int]:
-        codes = prefix[1:] - offsets[: len(prefix) - 1]
-        state = 0
-        for column, code in enumerate(codes.tolist()):
-            state = int(trie.next_state[column][state, code]) if state >= 0 else -1
-        if state < 0 or len(codes) == model.n_columns:
+        step = len(prefix) - 1  # generate stops after L' codes, so step < L'
+        state = int(trie.state_of(prefix[None, 1:] - offsets[:step])[0])
+        if state < 0:
             return [EOS]
-        step = len(codes)
         return (trie.allowed(step, state).nonzero().flatten() + offsets[step]).tolist()
 
     was_training = model.training

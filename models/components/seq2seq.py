@@ -20,6 +20,7 @@ from torch import nn
 from transformers import T5Config, T5ForConditionalGeneration
 
 from models.components.semantic_ids import EOS, N_SPECIAL, PAD
+from models.training import pad_histories
 
 Histories = list[list[int]] | torch.Tensor
 
@@ -57,28 +58,17 @@ def build_t5(spec: T5Spec, vocab_size: int) -> T5ForConditionalGeneration:
     return T5ForConditionalGeneration(config)
 
 
-def pad_item_histories(histories: Histories) -> torch.Tensor:
-    """Right-padded ``[B, max_len]`` item ids (0 = padding); a tensor is returned unchanged."""
-    if isinstance(histories, torch.Tensor):
-        return histories
-    lengths = torch.tensor([len(h) for h in histories])
-    out = torch.zeros(len(histories), max(map(len, histories), default=0) or 1, dtype=torch.long)
-    out[torch.arange(out.shape[1]) < lengths[:, None]] = torch.tensor(
-        [item for h in histories for item in h], dtype=torch.long
-    )
-    return out
-
-
 def _layout(
-    histories: Histories, n_columns: int
+    histories: Histories, n_columns: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Histories trimmed to this batch's longest, their eos positions and the attention mask."""
-    items = pad_item_histories(histories)
+    items = histories if isinstance(histories, torch.Tensor) else pad_histories(histories)
+    items = items.to(device)
     lengths = (items > 0).sum(1)
     items = items[:, : max(int(lengths.max()), 1)]
     eos_at = lengths * n_columns
     width = items.shape[1] * n_columns + 1
-    mask = torch.arange(width) <= eos_at[:, None]
+    mask = torch.arange(width, device=device) <= eos_at[:, None]
     return items, eos_at, mask.long()
 
 
@@ -124,8 +114,9 @@ class SIDRecommender(nn.Module):
         """``input_ids, attention_mask`` for histories (lists, or a right-padded id tensor).
 
         Each item contributes its L' tokens, then one eos; rows are padded to the batch's longest.
+        Outputs live on ``item_tokens``' device.
         """
-        items, eos_at, mask = _layout(histories, self.n_columns)
+        items, eos_at, mask = _layout(histories, self.n_columns, item_tokens.device)
         flat = item_tokens[items].flatten(1)
         ids = torch.cat([flat, flat.new_zeros(len(flat), 1)], 1)
         ids.scatter_(1, eos_at[:, None], EOS)
@@ -136,10 +127,10 @@ class SIDRecommender(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``inputs_embeds, attention_mask`` in the layout of :meth:`encode_inputs`, from a table
         ``item_embeds [n_rows, L', d_model]`` indexed by the history's item ids (row 0 unused)."""
-        items, eos_at, mask = _layout(histories, self.n_columns)
+        items, eos_at, mask = _layout(histories, self.n_columns, item_embeds.device)
         flat = item_embeds[items].flatten(1, 2)
         embeds = torch.cat([flat, flat.new_zeros(len(flat), 1, flat.shape[-1])], 1)
-        is_eos = (torch.arange(embeds.shape[1]) == eos_at[:, None])[..., None]
+        is_eos = (torch.arange(embeds.shape[1], device=mask.device) == eos_at[:, None])[..., None]
         embeds = torch.where(is_eos, self.t5.shared.weight[EOS], embeds)
         return embeds * mask[..., None], mask
 
