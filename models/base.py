@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -215,6 +215,16 @@ class Model(ABC):
         return 0
 
 
-def batched(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(seq), size):
-        yield seq[start : start + size]
+class NetModel(Model):
+    """A model whose trainable state is one ``torch.nn.Module`` in ``self.net``."""
+
+    net: torch.nn.Module
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from models.base import FitContext, Model, ModelConfig, SequenceData
+from models.base import FitContext, ModelConfig, NetModel, SequenceData
 from models.components.beam_search import PrefixTrie, constrained_beam_search
 from models.components.quantizer import ExtraLoss, RQVAEConfig, residual_kmeans, train_rqvae
 from models.components.semantic_ids import (
@@ -73,7 +73,7 @@ class GenerativeConfig(ModelConfig):
     train_pairs_per_user: int = 0
 
 
-class GenerativeRecommender(Model):
+class GenerativeRecommender(NetModel):
     """Base class of TIGER-like methods (see the module docstring)."""
 
     Config = GenerativeConfig
@@ -256,15 +256,6 @@ class GenerativeRecommender(Model):
             )
             out[rows] = items
         return out
-
-    def state_dict(self) -> dict[str, Any]:
-        return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.net.parameters())
 
 
 def standardize(embeddings: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from models.base import FitContext, Model, ModelConfig, SequenceData
+from models.base import FitContext, ModelConfig, NetModel, SequenceData
 from models.training import EarlyStopping, pad_histories
 
 
@@ -46,7 +46,7 @@ class _DatasetStub:
         return self._nums[field]
 
 
-class RecBoleSequential(Model):
+class RecBoleSequential(NetModel):
     """Wraps one RecBole sequential model class; subclasses set ``recbole_name``."""
 
     recbole_name: ClassVar[str] = ""
@@ -139,15 +139,6 @@ class RecBoleSequential(Model):
     def item_embeddings(self) -> torch.Tensor:
         """The trained item embedding table (row 0 = padding): the teacher for LETTER/UniGRec."""
         return self.net.item_embedding.weight.detach().cpu().clone()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.net.parameters())
 
 
 class SASRec(RecBoleSequential):
