@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true")
     run.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="cap each run's training time; it stops after the epoch that exceeds it",
+    )
+    run.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
 
@@ -144,6 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         protocol=Protocol(max_history=args.max_history, ks=args.ks),
         quiet=args.quiet,
         tuned=tuned,
+        budget_minutes=args.time_budget,
     )
     rows = []
     for out in outcomes:

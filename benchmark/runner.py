@@ -81,10 +81,14 @@ class RunSpec:
     seed: int
     config: dict[str, Any]
     protocol: dict[str, Any]
+    budget_minutes: float | None = None  # wall-clock training budget; None = until early stop
 
     @property
     def run_id(self) -> str:
-        return key_hash(asdict(self))[:12]
+        spec = asdict(self)
+        if spec["budget_minutes"] is None:  # keeps ids of unbudgeted runs stable
+            del spec["budget_minutes"]
+        return key_hash(spec)[:12]
 
 
 class Pruned(Exception):
@@ -105,8 +109,13 @@ class HarnessContext:
     on_validate: Callable[[int, float], None] | None = None  # Optuna pruning hook
     curve: list[dict[str, Any]] = field(default_factory=list)
     quiet: bool = False
+    budget_minutes: float | None = None
 
     def __post_init__(self) -> None:
+        self._deadline = (
+            time.monotonic() + 60 * self.budget_minutes if self.budget_minutes else float("inf")
+        )
+        self.stopped_by_budget = False
         users = np.arange(len(self.data.valid_users))
         if self.valid_sample and len(users) > self.valid_sample:
             users = np.random.default_rng(self.seed).choice(users, self.valid_sample, replace=False)
@@ -119,6 +128,11 @@ class HarnessContext:
     def log(self, message: str) -> None:
         if not self.quiet:
             tqdm.write(message)
+
+    def out_of_budget(self) -> bool:
+        if time.monotonic() > self._deadline:
+            self.stopped_by_budget = True
+        return self.stopped_by_budget
 
     def validate(self, epoch: int, extra: dict[str, Any] | None = None) -> float:
         rows = self._valid_rows
@@ -219,7 +233,15 @@ def execute_run(
     model = model_cls(config)
     cache = DiskCache(cache_root() / "artifacts")
     ctx = HarnessContext(
-        model, data, protocol, spec.seed, cache, device, quiet=quiet, on_validate=on_validate
+        model,
+        data,
+        protocol,
+        spec.seed,
+        cache,
+        device,
+        quiet=quiet,
+        on_validate=on_validate,
+        budget_minutes=spec.budget_minutes,
     )
     with PeakMemory() as memory:
         started = time.perf_counter()
@@ -236,6 +258,7 @@ def execute_run(
         "test_users_per_second": round(len(test_ranks) / max(eval_seconds, 1e-9), 1),
         "peak_rss_mb": round(memory.peak_mb, 1),
         "cache_hits": cache.hits,
+        "stopped_by_budget": ctx.stopped_by_budget,
         **model.diagnostics,
     }
     return {
@@ -271,8 +294,12 @@ def run_batch(
     device: torch.device | None = None,
     quiet: bool = False,
     tuned: Callable[[str, str], dict[str, Any]] | None = None,
+    budget_minutes: float | None = None,
 ) -> list[RunOutcome]:
-    """Run every (dataset, model, seed); returns one outcome per run, failures included."""
+    """Run every (dataset, model, seed); returns one outcome per run, failures included.
+
+    ``budget_minutes`` caps each run's training wall-clock time: the model stops after the
+    epoch that exceeds it and keeps its best checkpoint (recorded as ``stopped_by_budget``)."""
     seeds = seeds if seeds is not None else [0]
     protocol = protocol or Protocol()
     device = device or default_device()
@@ -297,7 +324,15 @@ def run_batch(
         for name in models:
             cls, config = configs[(dataset, name)]
             for seed in seeds:
-                spec = RunSpec(name, data.name, profile, seed, config.to_dict(), protocol.to_dict())
+                spec = RunSpec(
+                    name,
+                    data.name,
+                    profile,
+                    seed,
+                    config.to_dict(),
+                    protocol.to_dict(),
+                    budget_minutes,
+                )
                 outcomes.append(
                     _run_one(
                         spec, cls, config, data, stats, protocol, results_dir, device, force, quiet

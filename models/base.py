@@ -180,6 +180,9 @@ class FitContext(Protocol):
 
     def log(self, message: str) -> None: ...
 
+    def out_of_budget(self) -> bool:
+        """True once the run's wall-clock training budget is spent: stop after this epoch."""
+
 
 class Model(ABC):
     """Base class of all models. See the module docstring for the contract."""

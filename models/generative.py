@@ -228,7 +228,7 @@ class GenerativeRecommender(NetModel):
                     bar.set_postfix(loss=f"{total / (step + 1):.3f}")
             extra = {"loss": total / max(len(batches), 1), **self.end_epoch(epoch, data, ctx)}
             score = ctx.validate(epoch, extra)
-            if stopper.step(score, epoch, self):
+            if stopper.step(score, epoch, self) or ctx.out_of_budget():
                 break
         stopper.restore(self)
         self.diagnostics["best_epoch"] = stopper.best_epoch

@@ -113,7 +113,7 @@ class RecBoleSequential(NetModel):
                 optim.step()
                 total += loss.item()
             score = ctx.validate(epoch, {"loss": total / max(len(batches), 1)})
-            if stopper.step(score, epoch, self):
+            if stopper.step(score, epoch, self) or ctx.out_of_budget():
                 break
         stopper.restore(self)
         self.diagnostics["best_epoch"] = stopper.best_epoch

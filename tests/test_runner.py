@@ -94,3 +94,19 @@ def test_scoped_override_and_config_in_run_id(tmp_path):
     assert len(a.record["curve"]) == 1
     b = run_batch(["sasrec"], results_dir=tmp_path, overrides=["sasrec.epochs=2"], **SMOKE)[0]
     assert a.spec.run_id != b.spec.run_id
+
+
+def test_time_budget_stops_after_the_epoch_that_exceeds_it(tmp_path):
+    outcome = run_batch(
+        ["sasrec"],
+        results_dir=tmp_path,
+        overrides=["sasrec.epochs=5", "sasrec.patience=5"],
+        budget_minutes=1e-6,
+        **SMOKE,
+    )[0]
+    assert outcome.status == "ok"
+    assert len(outcome.record["curve"]) == 1
+    assert outcome.record["diagnostics"]["stopped_by_budget"] is True
+    assert outcome.record["spec"]["budget_minutes"] == 1e-6
+    unbudgeted = run_batch(["sasrec"], results_dir=tmp_path, **SMOKE)[0]
+    assert unbudgeted.spec.run_id != outcome.spec.run_id
