@@ -20,7 +20,7 @@ Deliberate deviations (all config fields):
   and GRID ports do) instead of Adagrad with inverse-sqrt decay for a fixed 200k steps.
 * No user-ID token (the paper hashes users into 2,000 tokens; its ports mostly drop it).
 * ``quick`` shrinks the T5 (2+2 layers, d_model 64) and codebooks (3 x 64) and trains on each
-  user's 10 most recent training pairs, so a CPU run takes minutes; ``paper`` holds the
+  user's 25 most recent training pairs, so a CPU run takes minutes; ``paper`` holds the
   published sizes and trains on every pair.
 """
 
@@ -39,9 +39,9 @@ CPU_QUICK: dict[str, Any] = {
     "d_ff": 256,
     "num_heads": 4,
     "d_kv": 16,
-    "epochs": 5,
-    "train_pairs_per_user": 10,
-    "lr": 3e-3,
+    "epochs": 3,
+    "train_pairs_per_user": 25,
+    "lr": 2e-3,
     "warmup_steps": 100,
     "patience": 2,
 }
