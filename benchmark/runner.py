@@ -32,9 +32,9 @@ from benchmark.records import (
     record_path,
     write_json_atomic,
 )
-from benchmark.registry import Registry
-from models.base import Model, ModelConfig, SequenceData
-from models.catalog import MODELS
+from benchmark.registry import Registry, UnknownNameError
+from models.base import Model, ModelConfig, ModelPlugin, SequenceData
+from models.catalog import MODELS, PLUGINS
 from models.training import seed_everything
 
 TEACHER_MODEL = "sasrec"
@@ -42,11 +42,62 @@ TEACHER_PROFILE = "quick"
 TEACHER_SEED = 0
 
 
-def model_registry() -> Registry[type[Model]]:
-    registry: Registry[type[Model]] = Registry("model")
-    for name, entry in MODELS.items():
-        registry.register(name, entry)
-    return registry
+class ModelRegistry(Registry[type[Model]]):
+    """The catalogue's models (``MODELS``) plus ``<backbone>+<plugin>`` compositions
+    (``PLUGINS``), built on request by the plug-in for every backbone it accepts."""
+
+    def __init__(self) -> None:
+        super().__init__("model")
+        for name, entry in MODELS.items():
+            self.register(name, entry)
+        self.plugins: Registry[ModelPlugin] = Registry("plugin")
+        for name, entry in PLUGINS.items():
+            self.plugins.register(name, entry)
+
+    def get(self, name: str) -> type[Model]:
+        backbone, plus, plugin_name = name.rpartition("+")
+        if not plus:
+            return super().get(name)
+        if plugin_name not in self.plugins:
+            raise UnknownNameError(
+                f"cannot build model {name!r}: {self.plugins.unknown_message(plugin_name)} "
+                f"Valid compositions: {', '.join(self.compositions()) or 'none'}."
+            )
+        base = self.get(backbone)
+        plugin = self.plugins.get(plugin_name)
+        reason = plugin.incompatibility(base)
+        if reason is not None:
+            valid = [n for n in self.compositions() if n.endswith(f"+{plugin_name}")]
+            raise BenchmarkError(
+                f"cannot build model {name!r}: {reason}. "
+                f"Valid {plugin_name} compositions: {', '.join(valid) or 'none'}."
+            )
+        return plugin.compose(base)
+
+    def compositions(self) -> list[str]:
+        """Every valid ``<backbone>+<plugin>`` name. Imports each backbone; one that fails to
+        import is left out here (its own name still reports the error)."""
+        names = []
+        for plugin_name in self.plugins.names():
+            plugin = self.plugins.get(plugin_name)
+            for backbone in super().names():
+                try:
+                    cls = super().get(backbone)
+                except ImportError:
+                    continue
+                if plugin.incompatibility(cls) is None:
+                    names.append(f"{backbone}+{plugin_name}")
+        return names
+
+    def names(self) -> list[str]:
+        return sorted([*super().names(), *self.compositions()])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names()
+
+
+def model_registry() -> ModelRegistry:
+    return ModelRegistry()
 
 
 def resolve_model(name: str) -> type[Model]:
@@ -172,13 +223,7 @@ class HarnessContext:
         """Item table of a SASRec trained under the same protocol (cached per dataset)."""
         teacher_cls = resolve_model(TEACHER_MODEL)
         config = build_config(teacher_cls, TEACHER_PROFILE, {})
-        key = {
-            "fingerprint": self.data.fingerprint,
-            "protocol": self.protocol.to_dict(),
-            "model": TEACHER_MODEL,
-            "config": config.to_dict(),
-            "seed": TEACHER_SEED,
-        }
+        key = teacher_key(self.data, self.protocol, config.to_dict())
 
         def create() -> np.ndarray:
             self.log(f"  training the {TEACHER_MODEL} teacher ({TEACHER_PROFILE} profile)")
@@ -198,6 +243,17 @@ class HarnessContext:
             return teacher.item_embeddings().numpy()
 
         return self.cache.get_or_create("teacher-embeddings", key, create)
+
+
+def teacher_key(data: SequenceData, protocol: Protocol, config: dict[str, Any]) -> dict[str, Any]:
+    """Cache key of the teacher's item table; a baseline run with the same config fills it."""
+    return {
+        "fingerprint": data.fingerprint,
+        "protocol": protocol.to_dict(),
+        "model": TEACHER_MODEL,
+        "config": config,
+        "seed": TEACHER_SEED,
+    }
 
 
 def rank_users(
@@ -247,6 +303,10 @@ def execute_run(
         started = time.perf_counter()
         model.fit(data, ctx)
         train_seconds = time.perf_counter() - started
+        if spec.model == TEACHER_MODEL and spec.seed == TEACHER_SEED and not spec.budget_minutes:
+            # this run is the teacher LETTER / UniGRec would train: cache it, don't train twice
+            key = teacher_key(data, protocol, spec.config)
+            cache.get_or_create("teacher-embeddings", key, lambda: model.item_embeddings().numpy())
 
         valid_ranks = rank_users(model, data.valid_histories, data.valid_targets, protocol)
         started = time.perf_counter()

@@ -110,3 +110,17 @@ def test_time_budget_stops_after_the_epoch_that_exceeds_it(tmp_path):
     assert outcome.record["spec"]["budget_minutes"] == 1e-6
     unbudgeted = run_batch(["sasrec"], results_dir=tmp_path, **SMOKE)[0]
     assert unbudgeted.spec.run_id != outcome.spec.run_id
+
+
+def test_sasrec_baseline_run_fills_the_teacher_cache(tmp_path, tiny_data):
+    from benchmark.cache import DiskCache
+    from benchmark.data import Protocol, cache_root
+    from benchmark.runner import build_config, resolve_model, teacher_key
+
+    outcome = run_batch(["sasrec"], results_dir=tmp_path, **{**SMOKE, "profile": "quick"})[0]
+    assert outcome.status == "ok"
+    config = build_config(resolve_model("sasrec"), "quick", {}).to_dict()
+    path = DiskCache(cache_root() / "artifacts").path(
+        "teacher-embeddings", teacher_key(tiny_data, Protocol(), config)
+    )
+    assert path.exists()
