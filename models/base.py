@@ -218,6 +218,19 @@ class Model(ABC):
         return 0
 
 
+class ModelPlugin(Protocol):
+    """A method part that composes with backbone models, registered as ``<backbone>+<name>``
+    (``models.catalog.PLUGINS``), e.g. the SODA loss as ``tiger+soda``."""
+
+    name: str
+
+    def incompatibility(self, backbone: type[Model]) -> str | None:
+        """Why ``backbone`` cannot take this plug-in, or ``None`` when it can."""
+
+    def compose(self, backbone: type[Model]) -> type[Model]:
+        """``backbone`` with the plug-in, as a model class (the same class on every call)."""
+
+
 class NetModel(Model):
     """A model whose trainable state is one ``torch.nn.Module`` in ``self.net``."""
 

@@ -1,6 +1,10 @@
 """Every registered model, as a lazy ``module:Class`` entry (importing one model never imports
 the others). Add a method: write ``models/<name>.py`` with a :class:`models.base.Model` subclass
-and add one line here."""
+and add one line here.
+
+``PLUGINS`` holds method parts that compose with a backbone (:class:`models.base.ModelPlugin`):
+the registry resolves ``<backbone>+<plugin>`` (e.g. ``tiger+soda``) to a class built from both,
+for every backbone the plug-in accepts, with no class written per pair."""
 
 MODELS: dict[str, str] = {
     "pop": "models.pop:Popularity",
@@ -10,4 +14,9 @@ MODELS: dict[str, str] = {
     "tiger": "models.tiger:TIGER",
     "letter": "models.letter:LETTER",
     "diger": "models.diger:DIGER",
+    "unigrec": "models.unigrec:UniGRec",
+}
+
+PLUGINS: dict[str, str] = {
+    "soda": "models.soda:SODA",
 }

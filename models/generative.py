@@ -8,7 +8,10 @@ the recommender, the training loop over every (prefix -> next item) pair in leng
 batches, early stopping on validation NDCG@10, and constrained decoding. Subclasses override
 :meth:`tokenizer_regularizer` (extra RQ-VAE loss terms, LETTER) or :meth:`build_semantic_ids`
 (how the tokenizer is trained) and, for joint training, :meth:`training_loss`,
-:meth:`end_epoch` and :meth:`param_groups` (DIGER).
+:meth:`end_epoch` and :meth:`param_groups` (DIGER); :meth:`encoder_inputs` changes what the
+recommender reads at inference (UniGRec's soft identifiers) and :meth:`train_epochs` runs a
+further training stage. :meth:`pretrained_rqvae` gives the trained tokenizer itself (UniGRec,
+the SODA plug-in), not only its codes.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ import torch
 
 from models.base import FitContext, ModelConfig, NetModel, SequenceData
 from models.components.beam_search import PrefixTrie, constrained_beam_search
-from models.components.quantizer import ExtraLoss, RQVAEConfig, residual_kmeans, train_rqvae
+from models.components.quantizer import (
+    RQVAE,
+    ExtraLoss,
+    RQVAEConfig,
+    residual_kmeans,
+    train_rqvae,
+)
 from models.components.semantic_ids import (
     SemanticIDTable,
     add_collision_digit,
@@ -122,15 +131,11 @@ class GenerativeRecommender(NetModel):
         ``extra_parameters``); ``embeddings`` are the tokenizer's inputs. TIGER: none."""
         return None, []
 
-    def train_tokenizer(self, embeddings: np.ndarray, ctx: FitContext) -> np.ndarray:
-        """Codes ``[n_items, levels]`` for items 1..n (TIGER: RQ-VAE on reconstruction)."""
-        c = self.config
-        if c.rq_standardize:
-            embeddings = standardize(embeddings)
-        if c.tokenizer == "rkmeans":
-            return np.asarray(residual_kmeans(embeddings, c.levels, c.codebook_size, ctx.seed))
+    def fit_rqvae(self, embeddings: np.ndarray, ctx: FitContext) -> RQVAE:
+        """Train the RQ-VAE of :meth:`rqvae_config` plus :meth:`tokenizer_regularizer` on the
+        (standardised) tokenizer inputs ``[n_items, d]``."""
         extra_loss, extra_parameters = self.tokenizer_regularizer(embeddings, ctx)
-        rqvae = train_rqvae(
+        return train_rqvae(
             embeddings,
             self.rqvae_config(embeddings.shape[1]),
             ctx.seed,
@@ -138,7 +143,33 @@ class GenerativeRecommender(NetModel):
             extra_loss=extra_loss,
             extra_parameters=extra_parameters,
         )
-        return rqvae.encode_codes(embeddings)
+
+    def train_tokenizer(self, embeddings: np.ndarray, ctx: FitContext) -> np.ndarray:
+        """Codes ``[n_items, levels]`` for items 1..n (TIGER: RQ-VAE on reconstruction)."""
+        c = self.config
+        if c.rq_standardize:
+            embeddings = standardize(embeddings)
+        if c.tokenizer == "rkmeans":
+            return np.asarray(residual_kmeans(embeddings, c.levels, c.codebook_size, ctx.seed))
+        return self.fit_rqvae(embeddings, ctx).encode_codes(embeddings)
+
+    def pretrained_rqvae(self, data: SequenceData, ctx: FitContext) -> tuple[RQVAE, torch.Tensor]:
+        """The trained RQ-VAE (eval mode) and its inputs ``[n_items, d]`` (row ``i`` = item
+        ``i + 1``), for methods and plug-ins that need the tokenizer itself, not only its codes.
+
+        Its weights are cached (``rqvae-state``) under :meth:`tokenizer_key`."""
+        c = self.config
+        embeddings = ctx.item_embeddings(c.encoder)[1:]
+        if c.rq_standardize:
+            embeddings = standardize(embeddings)
+        state = ctx.cache.get_or_create(
+            "rqvae-state",
+            self.tokenizer_key(data, ctx),
+            lambda: self.fit_rqvae(embeddings, ctx).state_dict(),
+        )
+        rqvae = RQVAE.from_config(self.rqvae_config(embeddings.shape[1]), embeddings.shape[1])
+        rqvae.load_state_dict(state)
+        return rqvae.eval(), torch.as_tensor(embeddings, dtype=torch.float32)
 
     def build_semantic_ids(self, data: SequenceData, ctx: FitContext) -> SemanticIDTable:
         c = self.config
@@ -196,11 +227,27 @@ class GenerativeRecommender(NetModel):
         return [{"params": self.parameters_to_train()}]
 
     def fit(self, data: SequenceData, ctx: FitContext) -> None:
-        c = self.config
         self.set_semantic_ids(self.build_semantic_ids(data, ctx))
         self.net = SIDRecommender(self.t5_spec(), self.sids.level_sizes)
         self.prepare(data, ctx)
+        stopper = self.train_epochs(data, ctx, self.config.epochs, self.config.patience)
+        self.diagnostics["best_epoch"] = stopper.best_epoch
+        self.diagnostics.setdefault("sid", {})["invalid_rate"] = 0.0  # constrained decoding
 
+    def train_epochs(
+        self,
+        data: SequenceData,
+        ctx: FitContext,
+        epochs: int,
+        patience: int,
+        first_epoch: int = 0,
+    ) -> EarlyStopping:
+        """Up to ``epochs`` epochs (numbered from ``first_epoch``) over every (prefix -> next)
+        pair: AdamW over :meth:`param_groups`, warmup + cosine, per-group clipping, early
+        stopping on validation NDCG@10. Restores the best state; returns the stopper.
+
+        Multi-stage methods (UniGRec's recommender fine-tuning) call it once per stage."""
+        c = self.config
         rows = data.recent_training_rows(c.train_pairs_per_user)
         train_histories = [data.train_histories[i] for i in rows]
         histories = pad_histories(train_histories, data.max_history)
@@ -208,9 +255,9 @@ class GenerativeRecommender(NetModel):
         targets = torch.as_tensor(data.train_targets[rows], dtype=torch.long)
         optimizer = torch.optim.AdamW(self.param_groups(), lr=c.lr, weight_decay=c.weight_decay)
         steps_per_epoch = math.ceil(len(targets) / c.batch_size)
-        scheduler = warmup_cosine(optimizer, c.warmup_steps, c.epochs * steps_per_epoch)
-        stopper = EarlyStopping(c.patience)
-        for epoch in range(c.epochs):
+        scheduler = warmup_cosine(optimizer, c.warmup_steps, epochs * steps_per_epoch)
+        stopper = EarlyStopping(patience)
+        for epoch in range(first_epoch, first_epoch + epochs):
             self.train_mode(True)
             batches = length_bucketed_batches(lengths, c.batch_size, seed=ctx.seed * 1000 + epoch)
             total = 0.0
@@ -231,8 +278,7 @@ class GenerativeRecommender(NetModel):
             if stopper.step(score, epoch, self) or ctx.out_of_budget():
                 break
         stopper.restore(self)
-        self.diagnostics["best_epoch"] = stopper.best_epoch
-        self.diagnostics.setdefault("sid", {})["invalid_rate"] = 0.0  # constrained decoding
+        return stopper
 
     def prepare(self, data: SequenceData, ctx: FitContext) -> None:
         """Hook before training (e.g. a teacher or extra modules)."""
@@ -241,6 +287,14 @@ class GenerativeRecommender(NetModel):
         self.net.train(on)
 
     # ------------------------------------------------------------------ inference
+    def encoder_inputs(
+        self, histories: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+        """``(input_ids, inputs_embeds, attention_mask)`` of right-padded histories at
+        inference: TIGER reads hard ID tokens; UniGRec feeds soft code embeddings instead."""
+        input_ids, mask = self.net.encode_inputs(histories, self.item_tokens)
+        return input_ids, None, mask
+
     @torch.no_grad()
     def recommend(self, histories: Sequence[Sequence[int]], k: int) -> torch.Tensor:
         self.train_mode(False)
@@ -249,10 +303,10 @@ class GenerativeRecommender(NetModel):
         lengths = torch.as_tensor([len(h) for h in histories])
         for rows in length_bucketed_batches(lengths, self.config.eval_batch_size, shuffle=False):
             chunk = pad_histories([list(histories[i]) for i in rows.tolist()])
-            input_ids, mask = self.net.encode_inputs(chunk, self.item_tokens)
+            input_ids, embeds, mask = self.encoder_inputs(chunk)
             beam = max(self.config.beam_size, k)
             items, _ = constrained_beam_search(
-                self.net, input_ids, mask, self.trie, beam_size=beam, topk=k
+                self.net, input_ids, mask, self.trie, beam_size=beam, topk=k, inputs_embeds=embeds
             )
             out[rows] = items
         return out

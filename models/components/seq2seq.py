@@ -74,10 +74,12 @@ def _layout(
 
 @dataclass
 class DecoderOutput:
-    """Teacher-forced outputs: ``logits [B, L', vocab]``; ``hidden [B, L', d_model]`` on request."""
+    """Teacher-forced outputs: ``logits [B, L', vocab]``; on request the decoder states
+    ``hidden [B, L', d_model]`` and encoder states ``encoded [B, S, d_model]``."""
 
     logits: torch.Tensor
     hidden: torch.Tensor | None = None
+    encoded: torch.Tensor | None = None
 
 
 class SIDRecommender(nn.Module):
@@ -169,7 +171,9 @@ class SIDRecommender(nn.Module):
             encoder_attention_mask=attention_mask,
             use_cache=False,
         ).last_hidden_state
-        return DecoderOutput(self.output_logits(hidden), hidden if return_hidden else None)
+        if not return_hidden:
+            return DecoderOutput(self.output_logits(hidden))
+        return DecoderOutput(self.output_logits(hidden), hidden, encoded)
 
     def loss(
         self,
