@@ -16,6 +16,8 @@ class PopConfig(ModelConfig):
 
 
 class Popularity(Model):
+    """Most popular training items, the same list for every user."""
+
     name = "pop"
     Config = PopConfig
     PROFILES = {"smoke": {}, "quick": {}, "paper": {}}
