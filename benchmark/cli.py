@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="cap each run's training time; it stops after the epoch that exceeds it",
     )
     run.add_argument(
+        "--label", default=None, help="leaderboard name for this variant (default: the model name)"
+    )
+    run.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
 
@@ -152,6 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         tuned=tuned,
         budget_minutes=args.time_budget,
+        label=args.label,
     )
     rows = []
     for out in outcomes:

@@ -82,7 +82,7 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
         "run_id": record.get("run_id"),
         "status": record.get("status"),
         "error": record.get("error"),
-        "model": spec.get("model"),
+        "model": spec.get("label") or spec.get("model"),
         "seed": record.get("seed", spec.get("seed")),
         "config": _canonical(model.get("config", spec.get("config"))),
         "finished_at": record.get("finished_at"),

@@ -133,12 +133,11 @@ class RunSpec:
     config: dict[str, Any]
     protocol: dict[str, Any]
     budget_minutes: float | None = None  # wall-clock training budget; None = until early stop
+    label: str | None = None  # leaderboard name of a variant, e.g. "tiger (LETTER IDs)"
 
     @property
     def run_id(self) -> str:
-        spec = asdict(self)
-        if spec["budget_minutes"] is None:  # keeps ids of unbudgeted runs stable
-            del spec["budget_minutes"]
+        spec = {k: v for k, v in asdict(self).items() if v is not None}  # stable ids of old runs
         return key_hash(spec)[:12]
 
 
@@ -355,6 +354,7 @@ def run_batch(
     quiet: bool = False,
     tuned: Callable[[str, str], dict[str, Any]] | None = None,
     budget_minutes: float | None = None,
+    label: str | None = None,
 ) -> list[RunOutcome]:
     """Run every (dataset, model, seed); returns one outcome per run, failures included.
 
@@ -392,6 +392,7 @@ def run_batch(
                     config.to_dict(),
                     protocol.to_dict(),
                     budget_minutes,
+                    label,
                 )
                 outcomes.append(
                     _run_one(

@@ -124,3 +124,14 @@ def test_sasrec_baseline_run_fills_the_teacher_cache(tmp_path, tiny_data):
         "teacher-embeddings", teacher_key(tiny_data, Protocol(), config)
     )
     assert path.exists()
+
+
+def test_label_names_a_variant_in_the_leaderboard(tmp_path):
+    from benchmark.leaderboard import write_leaderboard
+
+    plain = run_batch(["pop"], results_dir=tmp_path, **SMOKE)[0]
+    variant = run_batch(["pop"], results_dir=tmp_path, label="pop (variant)", **SMOKE)[0]
+    assert plain.spec.run_id != variant.spec.run_id
+    write_leaderboard(tmp_path)
+    table = (tmp_path / "leaderboard.md").read_text()
+    assert "| pop (variant)" in table and "| pop " in table
