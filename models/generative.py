@@ -144,14 +144,17 @@ class GenerativeRecommender(NetModel):
             extra_parameters=extra_parameters,
         )
 
-    def train_tokenizer(self, embeddings: np.ndarray, ctx: FitContext) -> np.ndarray:
-        """Codes ``[n_items, levels]`` for items 1..n (TIGER: RQ-VAE on reconstruction)."""
+    def train_tokenizer(self, data: SequenceData, ctx: FitContext) -> np.ndarray:
+        """Codes ``[n_items, levels]`` for items 1..n (TIGER: RQ-VAE on reconstruction). The
+        RQ-VAE comes from :meth:`pretrained_rqvae`, so one training serves both caches."""
         c = self.config
-        if c.rq_standardize:
-            embeddings = standardize(embeddings)
         if c.tokenizer == "rkmeans":
+            embeddings = ctx.item_embeddings(c.encoder)[1:]
+            if c.rq_standardize:
+                embeddings = standardize(embeddings)
             return np.asarray(residual_kmeans(embeddings, c.levels, c.codebook_size, ctx.seed))
-        return self.fit_rqvae(embeddings, ctx).encode_codes(embeddings)
+        rqvae, inputs = self.pretrained_rqvae(data, ctx)
+        return rqvae.encode_codes(inputs)
 
     def pretrained_rqvae(self, data: SequenceData, ctx: FitContext) -> tuple[RQVAE, torch.Tensor]:
         """The trained RQ-VAE (eval mode) and its inputs ``[n_items, d]`` (row ``i`` = item
@@ -176,11 +179,10 @@ class GenerativeRecommender(NetModel):
         if c.tokenizer == "external":
             codes = load_external_ids(c.sid_file, data.n_items, data.item_tokens)
         else:
-            embeddings = ctx.item_embeddings(c.encoder)[1:]
             codes = ctx.cache.get_or_create(
                 "semantic-ids",
                 self.tokenizer_key(data, ctx),
-                lambda: self.train_tokenizer(embeddings, ctx),
+                lambda: self.train_tokenizer(data, ctx),
             )
         codes = np.asarray(codes)
         self.diagnostics["sid"] = sid_diagnostics(codes, [c.codebook_size] * codes.shape[1])
