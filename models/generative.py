@@ -203,8 +203,8 @@ class GenerativeRecommender(NetModel):
 
     def set_semantic_ids(self, table: SemanticIDTable) -> None:
         self.sids = table
-        self.item_tokens = table.tokens()
-        self.trie = PrefixTrie.from_codes(table.codes, table.level_sizes)
+        self.item_tokens = table.tokens().to(self.device)
+        self.trie = PrefixTrie.from_codes(table.codes, table.level_sizes).to(self.device)
 
     def training_loss(self, histories: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Loss of one batch: CE on the next item's SID tokens (TIGER Sec. 3.2)."""
@@ -228,9 +228,17 @@ class GenerativeRecommender(NetModel):
         tokenizer learns far slower than its recommender). Each group is clipped separately."""
         return [{"params": self.parameters_to_train()}]
 
+    device: torch.device = torch.device("cpu")
+
+    def autocast(self) -> torch.autocast:
+        """bf16 autocast on CUDA (TIGER-sized T5s train fine in bf16); a no-op on the CPU."""
+        return torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda")
+
     def fit(self, data: SequenceData, ctx: FitContext) -> None:
+        # CUDA path written for GPU machines but untested here (no GPU was lent).
+        self.device = ctx.device
         self.set_semantic_ids(self.build_semantic_ids(data, ctx))
-        self.net = SIDRecommender(self.t5_spec(), self.sids.level_sizes)
+        self.net = SIDRecommender(self.t5_spec(), self.sids.level_sizes).to(self.device)
         self.prepare(data, ctx)
         stopper = self.train_epochs(data, ctx, self.config.epochs, self.config.patience)
         self.diagnostics["best_epoch"] = stopper.best_epoch
@@ -265,7 +273,10 @@ class GenerativeRecommender(NetModel):
             total = 0.0
             bar = ctx.progress(batches, desc=f"{self.name} epoch {epoch}")
             for step, idx in enumerate(bar):
-                loss = self.training_loss(histories[idx], targets[idx])
+                with self.autocast():
+                    loss = self.training_loss(
+                        histories[idx].to(self.device), targets[idx].to(self.device)
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 for group in optimizer.param_groups:
@@ -304,13 +315,14 @@ class GenerativeRecommender(NetModel):
         # decode users sorted by history length, so each batch pads little
         lengths = torch.as_tensor([len(h) for h in histories])
         for rows in length_bucketed_batches(lengths, self.config.eval_batch_size, shuffle=False):
-            chunk = pad_histories([list(histories[i]) for i in rows.tolist()])
-            input_ids, embeds, mask = self.encoder_inputs(chunk)
+            chunk = pad_histories([list(histories[i]) for i in rows.tolist()]).to(self.device)
             beam = max(self.config.beam_size, k)
-            items, _ = constrained_beam_search(
-                self.net, input_ids, mask, self.trie, beam_size=beam, topk=k, inputs_embeds=embeds
-            )
-            out[rows] = items
+            with self.autocast():
+                input_ids, embeds, mask = self.encoder_inputs(chunk)
+                items, _ = constrained_beam_search(
+                    self.net, input_ids, mask, self.trie, beam, k, inputs_embeds=embeds
+                )
+            out[rows] = items.cpu()
         return out
 
 
