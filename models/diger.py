@@ -81,11 +81,15 @@ from models.components.quantizer import (
 )
 from models.components.semantic_ids import (
     SemanticIDTable,
-    add_collision_digit,
     sid_diagnostics,
     sid_drift,
 )
-from models.generative import GenerativeConfig, GenerativeRecommender, standardize
+from models.generative import (
+    GenerativeConfig,
+    GenerativeRecommender,
+    fixed_size_id_table,
+    standardize,
+)
 from models.tiger import CPU_QUICK, SMOKE
 
 DECAYS = ("sdud", "frqud", "none")
@@ -175,11 +179,8 @@ class DIGER(GenerativeRecommender):
         return self.id_table(self.start_codes)
 
     def id_table(self, codes: np.ndarray) -> SemanticIDTable:
-        """Codes plus a collision digit capped at ``digit_size - 1``, on fixed column sizes."""
         c = self.config
-        full = add_collision_digit(codes)
-        full[:, -1] = np.minimum(full[:, -1], c.digit_size - 1)
-        return SemanticIDTable.from_codes(full, [c.codebook_size] * c.levels + [c.digit_size])
+        return fixed_size_id_table(codes, c.codebook_size, c.digit_size)
 
     def prepare(self, data: SequenceData, ctx: FitContext) -> None:
         """Noise scale and usage tracker; the tokenizer follows the recommender's device."""

@@ -326,6 +326,14 @@ class GenerativeRecommender(NetModel):
         return out
 
 
+def fixed_size_id_table(codes: np.ndarray, codebook_size: int, digit_size: int) -> SemanticIDTable:
+    """Codes plus a collision digit capped at ``digit_size - 1``, on fixed column sizes, so the
+    recommender's vocabulary stays the same when joint methods re-derive IDs every epoch."""
+    full = add_collision_digit(codes)
+    full[:, -1] = np.minimum(full[:, -1], digit_size - 1)
+    return SemanticIDTable.from_codes(full, [codebook_size] * codes.shape[1] + [digit_size])
+
+
 def standardize(embeddings: np.ndarray) -> np.ndarray:
     """Zero mean, unit variance per dimension (``rq_standardize``)."""
     return (embeddings - embeddings.mean(0)) / (embeddings.std(0) + 1e-8)

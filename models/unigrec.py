@@ -79,12 +79,11 @@ from models.base import ConfigError, FitContext, SequenceData
 from models.components.quantizer import RQVAE, RQVAEConfig, RQVAEOutput
 from models.components.semantic_ids import (
     SemanticIDTable,
-    add_collision_digit,
     sid_diagnostics,
     sid_drift,
 )
 from models.components.seq2seq import DecoderOutput, token_cross_entropy
-from models.generative import GenerativeConfig, GenerativeRecommender
+from models.generative import GenerativeConfig, GenerativeRecommender, fixed_size_id_table
 from models.tiger import CPU_QUICK, SMOKE
 
 
@@ -236,11 +235,8 @@ class UniGRec(GenerativeRecommender):
         return torch.cat(codes).numpy(), (entropy / len(self.inputs)).tolist()
 
     def id_table(self, codes: np.ndarray) -> SemanticIDTable:
-        """Codes plus a collision digit capped at ``digit_size - 1``, on fixed column sizes."""
         c = self.config
-        full = add_collision_digit(codes)
-        full[:, -1] = np.minimum(full[:, -1], c.digit_size - 1)
-        return SemanticIDTable.from_codes(full, [c.codebook_size] * c.levels + [c.digit_size])
+        return fixed_size_id_table(codes, c.codebook_size, c.digit_size)
 
     def prepare(self, data: SequenceData, ctx: FitContext) -> None:
         """Teacher table and the three distillation adapters, on the recommender's device."""
