@@ -9,8 +9,6 @@ LETTER's regulariser, with a projection as the harness needs.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 import torch
@@ -23,42 +21,9 @@ from models.letter import LETTER, LetterRegularizer
 from models.tiger import TIGER
 from models.training import pad_histories
 from tests.conftest import FIXTURE_DIR
+from tests.stub_context import StubContext
 
 SMOKE = dict(datasets=["ml-tiny"], profile="smoke", data_dir=FIXTURE_DIR, quiet=True)
-
-
-class StubContext:
-    """A FitContext with random item vectors and an in-memory cache (no encoder, no teacher)."""
-
-    seed = 0
-    device = torch.device("cpu")
-
-    def __init__(self, n_items: int):
-        rng = np.random.default_rng(0)
-        self.items = rng.normal(size=(n_items + 1, 24)).astype(np.float32)
-        self.store: dict[str, Any] = {}
-
-    @property
-    def cache(self) -> StubContext:
-        return self
-
-    def get_or_create(self, kind: str, key: dict, create):
-        name = kind + repr(sorted(key.items()))
-        if name not in self.store:
-            self.store[name] = create()
-        return self.store[name]
-
-    def progress(self, iterable=None, *, desc: str, total: int | None = None):
-        return iterable
-
-    def validate(self, epoch: int, extra: dict | None = None) -> float:
-        return 0.0
-
-    def item_embeddings(self, encoder: str | None = None) -> np.ndarray:
-        return self.items
-
-    def log(self, message: str) -> None:
-        pass
 
 
 def fitted(cls, data, **overrides):
