@@ -31,7 +31,7 @@ DIGITS = 4
 ACCURACY = ("recall", "ndcg")
 DISPLAY = {"recall": "Recall", "ndcg": "NDCG", "mrr": "MRR"}
 KEY = ["dataset", "fingerprint", "profile", "protocol"]
-IDENTITY = ["run_id", "status", "error", "model", "seed", "config", "finished_at", *KEY]
+IDENTITY = ["run_id", "status", "error", "model", "seed", "config", "finished_at", "method_note", *KEY]
 ARRAYS = ["users", "ranks", "curve"]
 COST = {
     "num_parameters": "Params",
@@ -96,6 +96,7 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
         "num_parameters": model.get("num_parameters"),
         "train_seconds": diagnostics.get("train_seconds"),
         "test_users_per_second": diagnostics.get("test_users_per_second"),
+        "method_note": (diagnostics.get("soda") or {}).get("label"),
         **(record.get("test") or {}),
         **_sid_columns(diagnostics.get("sid")),
     }
@@ -199,8 +200,16 @@ def _table(key: dict[str, Any], runs: pd.DataFrame) -> Table:
     kept, notes = _deduplicate(runs)
     ok = kept[kept["status"] == "ok"]
     table = Table(**key, runs=ok, failed=kept[kept["status"] != "ok"])
-    table.notes = _seed_notes(table) + notes + _rank_notes(ok)
+    table.notes = _method_notes(ok) + _seed_notes(table) + notes + _rank_notes(ok)
     return table
+
+
+def _method_notes(ok: pd.DataFrame) -> list[str]:
+    """What a model's record says about itself, e.g. that a method is a reconstruction."""
+    if "method_note" not in ok:
+        return []
+    labelled = ok.dropna(subset=["method_note"]).drop_duplicates(["model", "method_note"])
+    return [f"{row.model}: {row.method_note}." for row in labelled.itertuples()]
 
 
 def _deduplicate(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

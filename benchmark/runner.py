@@ -302,8 +302,9 @@ def execute_run(
         started = time.perf_counter()
         model.fit(data, ctx)
         train_seconds = time.perf_counter() - started
-        if spec.model == TEACHER_MODEL and spec.seed == TEACHER_SEED and not spec.budget_minutes:
-            # this run is the teacher LETTER / UniGRec would train: cache it, don't train twice
+        if spec.model == TEACHER_MODEL and spec.seed == TEACHER_SEED and not ctx.stopped_by_budget:
+            # this run is the teacher LETTER / UniGRec would train (a budget that never bit
+            # changes nothing): cache it, don't train twice
             key = teacher_key(data, protocol, spec.config)
             cache.get_or_create("teacher-embeddings", key, lambda: model.item_embeddings().numpy())
 

@@ -62,7 +62,7 @@ from models.components.quantizer import RQVAE
 from models.components.semantic_ids import SemanticIDTable, add_collision_digit, sid_diagnostics
 from models.generative import GenerativeConfig, GenerativeRecommender
 
-LABEL = "SODA-style (reconstructed)"
+LABEL = "SODA-style (reconstructed: the paper's code is not public, see models/soda.py)"
 KL_DIRECTIONS = ("user_item", "item_user")
 SAMPLINGS = ("uniform", "in-batch")
 SODA_PROFILES: dict[str, dict[str, Any]] = {

@@ -226,6 +226,16 @@ def test_cost_and_semantic_id_tables(tmp_path: Path) -> None:
     assert r"\begin{tabular}" in tex and r"\toprule" in tex
 
 
+def test_a_records_method_label_becomes_a_table_note(tmp_path: Path) -> None:
+    label = {"soda": {"label": "SODA-style (reconstructed)"}}
+    for seed in (0, 1):
+        write_run(tmp_path, "tiger+soda", seed, diagnostics={"train_seconds": 1.0} | label)
+    write_run(tmp_path, "tiger", 0)
+    md, _, _ = build(tmp_path)
+    assert md.count("- tiger+soda: SODA-style (reconstructed).") == 1
+    assert "- tiger: SODA" not in md
+
+
 def test_no_records_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(BenchmarkError, match="no run records"):
         write_leaderboard(tmp_path)
