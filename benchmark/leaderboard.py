@@ -31,7 +31,17 @@ DIGITS = 4
 ACCURACY = ("recall", "ndcg")
 DISPLAY = {"recall": "Recall", "ndcg": "NDCG", "mrr": "MRR"}
 KEY = ["dataset", "fingerprint", "profile", "protocol"]
-IDENTITY = ["run_id", "status", "error", "model", "seed", "config", "finished_at", "method_note", *KEY]
+IDENTITY = [
+    "run_id",
+    "status",
+    "error",
+    "model",
+    "seed",
+    "config",
+    "finished_at",
+    "method_note",
+    *KEY,
+]
 ARRAYS = ["users", "ranks", "curve"]
 COST = {
     "num_parameters": "Params",

@@ -52,8 +52,12 @@ Deviations:
   shared warmup + cosine schedule; the FrqUD usage EMA counts the batch's distinct items (history
   and target) and is updated after the batch's forward; one gradient-norm clip of 1 per parameter
   group.
-* Not implemented: the scripts' freezing of encoder layers (SDUD: first 3 of 4; FrqUD: all), the
-  last-level Sinkhorn assignment, and unconstrained decoding (we constrain beams to real items).
+* The scripts' freezing of encoder layers is followed (``freeze_encoder="scripts"``: SDUD the
+  first 3 of 4 linear layers, FrqUD all; codebooks always train). Measured on office (quick, one
+  epoch): an unfrozen encoder at tokenizer lr 1e-4 changed every item's ID and collapsed level 1
+  from 5.03 to 3.65 bits (49% collisions); frozen, 14.6% of IDs moved and usage held.
+* Not implemented: the last-level Sinkhorn assignment and unconstrained decoding (we constrain
+  beams to real items).
 * VQ losses summed over levels (DIGER averages); TIGER-style k-means initialisation of the
   pretrained RQ-VAE; all-MiniLM-L6-v2 text embeddings instead of LLaMA-7B.
 """
@@ -93,6 +97,7 @@ from models.generative import (
 from models.tiger import CPU_QUICK, SMOKE
 
 DECAYS = ("sdud", "frqud", "none")
+FREEZE = ("scripts", "none", "all", "all-but-last")
 
 
 @dataclass
@@ -107,6 +112,9 @@ class DigerConfig(GenerativeConfig):
     usage_momentum: float = 0.99
     hot_ratio: float = 1.5
     tokenizer_lr: float = 1e-5
+    # "scripts": as the authors' run scripts (frqud: whole encoder frozen, sdud: all linear
+    # layers but the last); or "none", "all", "all-but-last". Codebooks always train.
+    freeze_encoder: str = "scripts"
     digit_size: int = 256
 
     def __post_init__(self) -> None:
@@ -116,6 +124,19 @@ class DigerConfig(GenerativeConfig):
             raise ConfigError(f"decay must be one of {', '.join(DECAYS)}, not {self.decay!r}")
         if self.tokenizer != "rqvae":
             raise ConfigError("diger trains its RQ-VAE jointly: tokenizer must be 'rqvae'")
+        if self.freeze_encoder not in FREEZE:
+            raise ConfigError(
+                f"freeze_encoder must be one of {', '.join(FREEZE)}, not {self.freeze_encoder!r}"
+            )
+
+    @property
+    def frozen_encoder_layers(self) -> str:
+        """``freeze_encoder`` with ``scripts`` resolved for this decay strategy."""
+        if self.freeze_encoder != "scripts":
+            return self.freeze_encoder
+        if self.assignment != "gumbel":
+            return "none"
+        return {"frqud": "all", "sdud": "all-but-last"}.get(self.decay, "none")
 
 
 class DIGER(GenerativeRecommender):
@@ -125,8 +146,9 @@ class DIGER(GenerativeRecommender):
     Config = DigerConfig
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {**SMOKE, "tokenizer_lr": 1e-3, "sigma_lr": 1e-2},
-        # A few epochs instead of 120: a larger tokenizer / sigma lr lets IDs and sigma move.
-        "quick": {**CPU_QUICK, "tokenizer_lr": 1e-4, "sigma_lr": 1e-2},
+        # A few epochs instead of 120: a larger sigma lr lets SDUD's sigma move; the tokenizer
+        # keeps the scripts' lr 1e-5 (1e-4 with an unfrozen encoder collapsed the IDs).
+        "quick": {**CPU_QUICK, "sigma_lr": 1e-2},
         "paper": {
             "levels": 3,
             "codebook_size": 256,
@@ -279,8 +301,17 @@ class DIGER(GenerativeRecommender):
         }
 
     def tokenizer_parameters(self) -> list[nn.Parameter]:
-        """Encoder and codebooks (the decoder has no part in the joint stage)."""
-        return [*self.tokenizer.encoder.parameters(), *self.tokenizer.quantizer.parameters()]
+        """Codebooks and the encoder layers ``freeze_encoder`` leaves trainable (the decoder
+        has no part in the joint stage)."""
+        layers = [m for m in self.tokenizer.encoder if isinstance(m, nn.Linear)]
+        frozen = self.config.frozen_encoder_layers
+        keep = {"none": layers, "all": [], "all-but-last": layers[-1:]}[frozen]
+        for layer in layers:
+            layer.requires_grad_(layer in keep)
+        return [
+            *(p for layer in keep for p in layer.parameters()),
+            *self.tokenizer.quantizer.parameters(),
+        ]
 
     def param_groups(self) -> list[dict[str, Any]]:
         groups = [

@@ -76,7 +76,8 @@ def test_letter_regularizer_aligns_with_the_teacher_through_a_projection():
 
 @pytest.mark.parametrize("assignment", ["gumbel", "ste"])
 def test_rec_loss_reaches_the_diger_tokenizer_but_not_tiger_s(tiny_data, assignment):
-    diger = fitted(DIGER, tiny_data, assignment=assignment)
+    diger = fitted(DIGER, tiny_data, assignment=assignment, freeze_encoder="none")
+    diger.tokenizer_parameters()  # applies freeze_encoder
     histories, targets = batch(tiny_data)
     loss, _, _ = diger.generation_loss(histories, targets)
     loss.backward()
@@ -90,6 +91,20 @@ def test_rec_loss_reaches_the_diger_tokenizer_but_not_tiger_s(tiny_data, assignm
     leaves = graph_leaves(tiger.training_loss(histories, targets))
     assert leaves and leaves <= {id(p) for p in tiger.net.parameters()}
     assert {id(p) for p in tiger.parameters_to_train()} == {id(p) for p in tiger.net.parameters()}
+
+
+@pytest.mark.parametrize(
+    ("decay", "freeze", "trainable"),
+    [("frqud", "scripts", 0), ("sdud", "scripts", 1), ("frqud", "none", 4), ("sdud", "all", 0)],
+)
+def test_diger_freezes_encoder_layers_as_the_authors_scripts(tiny_data, decay, freeze, trainable):
+    diger = fitted(DIGER, tiny_data, decay=decay, freeze_encoder=freeze, rq_hidden=(16, 16, 16))
+    params = {id(p) for p in diger.tokenizer_parameters()}
+    layers = [m for m in diger.tokenizer.encoder if isinstance(m, torch.nn.Linear)]
+    assert len(layers) == 4
+    assert sum(id(layer.weight) in params for layer in layers) == trainable
+    assert sum(layer.weight.requires_grad for layer in layers) == trainable
+    assert id(diger.tokenizer.quantizer.codebooks) in params  # codebooks always train
 
 
 def test_diger_history_embeddings_equal_the_hard_code_tokens(tiny_data):

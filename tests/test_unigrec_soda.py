@@ -226,6 +226,9 @@ def test_unigrec_and_tiger_soda_smoke_runs(tmp_path):
     assert unigrec["diagnostics"]["sid"]["tau"] == pytest.approx(0.001)
 
     soda = tiger_soda["diagnostics"]["soda"]
-    assert soda["label"].startswith("SODA-style (reconstructed") and len(soda["item_entropy_bits"]) == 3
+    assert (
+        soda["label"].startswith("SODA-style (reconstructed")
+        and len(soda["item_entropy_bits"]) == 3
+    )
     assert 0 <= tiger_soda["curve"][0]["soda_accuracy"] <= 1
     assert tiger_soda["curve"][0]["soda_loss"] > 0
