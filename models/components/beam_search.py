@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from models.components.semantic_ids import EOS, PAD
 from models.components.seq2seq import SIDRecommender
@@ -89,8 +90,11 @@ class _StepDecoder:
 
     Reads the weights of ``model.t5``'s modules and equals its decoder in eval mode: pre-norm
     blocks, unscaled dot-product attention, layer 0's relative position bias shared by all
-    layers. Cross-attention keys and values are computed once per user; a user's beams are
-    the query rows of one small matmul against them.
+    layers. Work shared by a user's beams is done once per user: the cross-attention keys and
+    values, and the whole first step (every beam starts from the same start token), whose
+    self-attention keys and values stay one row per user. Later positions keep one key/value row
+    per beam, as a list per position (no concatenation), reordered by ``index_select`` when
+    beams are re-ranked.
     """
 
     def __init__(self, model: SIDRecommender, encoded: torch.Tensor, attention_mask: torch.Tensor):
@@ -98,6 +102,7 @@ class _StepDecoder:
         self.blocks = model.t5.decoder.block
         config = model.t5.config
         self.heads, self.d_kv = config.num_heads, config.d_kv
+        self.relu_ff = config.feed_forward_proj == "relu"
         batch, length = attention_mask.shape
         self.batch = batch
         self.cross = []
@@ -111,10 +116,21 @@ class _StepDecoder:
         steps = model.n_columns
         bias = self.blocks[0].layer[0].SelfAttention.compute_bias(steps, steps)[0]
         self.self_bias = bias.permute(1, 0, 2)  # [query position, head, key position]
-        self.cache: list[tuple[torch.Tensor, torch.Tensor]] = []  # [rows, heads, t, d_kv]
+        # per layer: position 0's keys / values [B, 1, heads, d_kv] (one row per user), then
+        # one [B * n, heads, d_kv] pair per later position
+        self.first: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.later: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in self.blocks]
+
+    def _feed_forward(self, ff_layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        h = ff_layer.layer_norm(x)
+        dense = ff_layer.DenseReluDense
+        if self.relu_ff:  # in-place ReLU: no second [rows, d_ff] buffer
+            return dense.wo(torch.relu_(dense.wi(h)))
+        return dense(h)
 
     def step(self, tokens: torch.Tensor, t: int) -> torch.Tensor:
-        """Log-probabilities over the vocabulary at position ``t`` for ``tokens [B * n]``."""
+        """Log-probabilities over the vocabulary at position ``t`` for ``tokens`` (``[B]`` at
+        ``t = 0``, ``[B * n]`` after)."""
         rows, n = len(tokens), len(tokens) // self.batch
         heads, d_kv = self.heads, self.d_kv
         x = self.model.t5.decoder.embed_tokens(tokens)
@@ -122,18 +138,25 @@ class _StepDecoder:
             self_layer, cross_layer, ff_layer = block.layer
             attn = self_layer.SelfAttention
             h = self_layer.layer_norm(x)
-            k = attn.k(h).view(rows, heads, 1, d_kv)
-            v = attn.v(h).view(rows, heads, 1, d_kv)
-            if t > 0:
-                k = torch.cat([self.cache[i][0], k], 2)
-                v = torch.cat([self.cache[i][1], v], 2)
-                self.cache[i] = (k, v)
+            k = attn.k(h).view(rows, heads, d_kv)
+            v = attn.v(h).view(rows, heads, d_kv)
+            if t == 0:
+                self.first.append((k.view(rows, 1, heads, d_kv), v.view(rows, 1, heads, d_kv)))
+                out = v
             else:
-                self.cache.append((k, v))
-            q = attn.q(h).view(rows, heads, 1, d_kv)
-            weights = ((q * k).sum(-1) + self.self_bias[t, :, : t + 1]).softmax(-1)
-            out = (weights[..., None] * v).sum(2)
-            x = x + attn.o(out.view(rows, -1))
+                self.later[i].append((k, v))
+                q = attn.q(h).view(rows, heads, d_kv)
+                k0, v0 = self.first[i]
+                bias = self.self_bias[t, :, : t + 1]
+                first = (q.view(self.batch, n, heads, d_kv) * k0).sum(-1).view(rows, heads)
+                scores = [first] + [(q * k_s).sum(-1) for k_s, _ in self.later[i]]
+                weights = (torch.stack(scores, -1) + bias).softmax(-1)
+                out = (weights[..., 0, None].view(self.batch, n, heads, 1) * v0).view(
+                    rows, heads, d_kv
+                )
+                for s, (_, v_s) in enumerate(self.later[i], start=1):
+                    out = out + weights[..., s, None] * v_s
+            x = x + attn.o(out.reshape(rows, -1))
 
             attn = cross_layer.EncDecAttention
             q = attn.q(cross_layer.layer_norm(x)).view(self.batch, n, heads, d_kv)
@@ -141,13 +164,17 @@ class _StepDecoder:
             weights = (q.transpose(1, 2) @ keys_t + self.cross_bias).softmax(-1)
             out = (weights @ values).transpose(1, 2).reshape(rows, -1)
             x = x + attn.o(out)
-            x = x + ff_layer.DenseReluDense(ff_layer.layer_norm(x))
+            x = x + self._feed_forward(ff_layer, x)
         hidden = self.model.t5.decoder.final_layer_norm(x)
         return self.model.output_logits(hidden).log_softmax(-1)
 
     def reorder(self, rows: torch.Tensor) -> None:
-        """Keep the self-attention cache of ``rows`` (flat parent row per new beam)."""
-        self.cache = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in self.cache]
+        """Keep the per-beam keys / values of ``rows`` (flat parent row per new beam); position
+        0's stay per user, since a beam never changes user."""
+        self.later = [
+            [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in layer]
+            for layer in self.later
+        ]
 
 
 @torch.no_grad()
@@ -170,7 +197,7 @@ def constrained_beam_search(
     was_training = model.training
     model.eval()
     try:
-        encoded = model.encode(attention_mask, input_ids, inputs_embeds)
+        encoded = model.encode_by_length(attention_mask, input_ids, inputs_embeds)
         decoder = _StepDecoder(model, encoded, attention_mask)
         batch, device = len(attention_mask), attention_mask.device
         scores = encoded.new_zeros(batch, 1)

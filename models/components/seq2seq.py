@@ -148,6 +148,31 @@ class SIDRecommender(nn.Module):
         )
         return out.last_hidden_state
 
+    def encode_by_length(
+        self,
+        attention_mask: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        rows_per_chunk: int = 32,
+    ) -> torch.Tensor:
+        """:meth:`encode` over chunks of rows of similar length, each trimmed to its longest
+        row, so a batch with mixed history lengths costs the encoder its real tokens rather than
+        ``B x`` the longest (right-padded inputs; padded outputs are zero). Equal to
+        :meth:`encode` on the real positions: padded keys get zero attention weight either way."""
+        lengths = attention_mask.sum(1)
+        encoded = None
+        for rows in torch.argsort(lengths, stable=True).split(rows_per_chunk):
+            width = max(int(lengths[rows].max()), 1)
+            out = self.encode(
+                attention_mask[rows, :width],
+                None if input_ids is None else input_ids[rows, :width],
+                None if inputs_embeds is None else inputs_embeds[rows, :width],
+            )
+            if encoded is None:
+                encoded = out.new_zeros(len(attention_mask), attention_mask.shape[1], out.shape[-1])
+            encoded[rows, :width] = out
+        return encoded
+
     def output_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits from decoder states (T5 scales states by d_model^-0.5 when tied)."""
         if self.t5.config.scale_decoder_outputs:
