@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start from results/tuned/<dataset>/<model>.yaml (see `tune`)",
     )
-    run.add_argument("--quiet", action="store_true")
+    run.add_argument(
+        "--quiet", action="store_true", help="no progress bars or epoch lines; one line per run"
+    )
     run.add_argument(
         "--time-budget",
         type=float,

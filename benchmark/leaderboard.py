@@ -30,7 +30,7 @@ ALPHA = 0.05
 DIGITS = 4
 ACCURACY = ("recall", "ndcg")
 DISPLAY = {"recall": "Recall", "ndcg": "NDCG", "mrr": "MRR"}
-KEY = ["dataset", "fingerprint", "profile", "protocol"]
+KEY = ["dataset", "fingerprint", "profile", "budget", "protocol"]
 IDENTITY = [
     "run_id",
     "status",
@@ -99,6 +99,7 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
         "dataset": spec.get("dataset"),
         "fingerprint": (record.get("dataset") or {}).get("fingerprint"),
         "profile": spec.get("profile"),
+        "budget": spec.get("budget_minutes"),  # minutes of training per run; None = unlimited
         "protocol": _canonical(protocol) if protocol else None,
         "users": record.get("test_users"),
         "ranks": record.get("test_ranks"),
@@ -139,11 +140,13 @@ def value_columns(runs: pd.DataFrame) -> list[str]:
 
 @dataclass
 class Table:
-    """The runs of one (dataset, fingerprint, profile, protocol): never mixed with another."""
+    """The runs of one (dataset, fingerprint, profile, training budget, protocol): never mixed
+    with another."""
 
     dataset: str
     fingerprint: str
     profile: str
+    budget: float | None
     protocol: str
     runs: pd.DataFrame
     failed: pd.DataFrame
@@ -167,8 +170,9 @@ class Table:
     @property
     def title(self) -> str:
         protocol = ", ".join(f"{k}={v}" for k, v in json.loads(self.protocol).items())
+        budget = f", {self.budget:g} min training budget per run" if self.budget else ""
         return (
-            f"{self.slug}: {self.dataset}, {self.profile} profile, "
+            f"{self.slug}: {self.dataset}, {self.profile} profile{budget}, "
             f"fingerprint {self.fingerprint}, {protocol}"
         )
 
@@ -189,10 +193,11 @@ def build_leaderboard(records: list[dict[str, Any]]) -> Leaderboard:
     ok = frame[frame["status"] == "ok"]
     failed = frame[frame["status"] != "ok"]
     tables, matched = [], pd.Series(False, index=failed.index)
-    for key, runs in ok.groupby(KEY, sort=True, dropna=False):
-        mask = _failed_in(failed, dict(zip(KEY, key)))
+    for values, runs in ok.groupby(KEY, sort=True, dropna=False):
+        key = {k: None if pd.isna(v) else v for k, v in zip(KEY, values)}
+        mask = _failed_in(failed, key)
         matched |= mask
-        tables.append(_table(dict(zip(KEY, key)), pd.concat([runs, failed[mask]])))
+        tables.append(_table(key, pd.concat([runs, failed[mask]])))
     _assign_slugs(tables)
     return Leaderboard(tables, failed[~matched], _split_notes(tables), len(frame))
 
@@ -201,6 +206,8 @@ def _failed_in(failed: pd.DataFrame, key: dict[str, Any]) -> pd.Series:
     """Failed runs that may belong to ``key``: same dataset and profile; fingerprint and protocol
     equal where the failed record has them."""
     same = (failed["dataset"] == key["dataset"]) & (failed["profile"] == key["profile"])
+    budget = failed["budget"]
+    same &= budget.isna() if key["budget"] is None else (budget == key["budget"])
     for column in ("fingerprint", "protocol"):
         same &= failed[column].isna() | (failed[column] == key[column])
     return same
@@ -273,7 +280,7 @@ def _seeds(values: list[Any]) -> str:
 
 def _assign_slugs(tables: list[Table]) -> None:
     """``dataset-profile``, plus a hash of fingerprint and protocol where that is ambiguous."""
-    names = [f"{t.dataset}-{t.profile}" for t in tables]
+    names = [f"{t.dataset}-{t.profile}" + (f"-{t.budget:g}min" if t.budget else "") for t in tables]
     for table, name in zip(tables, names):
         table.slug = name
         if names.count(name) > 1:
@@ -290,7 +297,11 @@ def _split_notes(tables: list[Table]) -> dict[str, str]:
             continue
         reasons = [
             f"{label} differ ({', '.join(values)})"
-            for label, attr in (("dataset fingerprints", "fingerprint"), ("profiles", "profile"))
+            for label, attr in (
+                ("dataset fingerprints", "fingerprint"),
+                ("profiles", "profile"),
+                ("training budgets (minutes)", "budget"),
+            )
             if len(values := sorted({str(getattr(t, attr)) for t in same})) > 1
         ]
         protocols = [json.loads(t.protocol) for t in same]
@@ -596,11 +607,13 @@ def tidy_csv(board: Leaderboard, summaries: list[pd.DataFrame]) -> pd.DataFrame:
             dataset=t.dataset,
             fingerprint=t.fingerprint,
             profile=t.profile,
+            budget=t.budget,
             protocol=t.protocol,
         )
         for t, summary in zip(board.tables, summaries)
     ]
-    columns = ["table", "dataset", "fingerprint", "profile", "protocol", "model", "metric"]
+    columns = ["table", "dataset", "fingerprint", "profile", "budget", "protocol", "model"]
+    columns += ["metric"]
     columns += ["mean", "std", "n_seeds", "p_value", "p_holm", "significant", "place"]
     return (
         pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)

@@ -440,8 +440,7 @@ def _run_one(
         record["traceback"] = traceback.format_exc()
     record["finished_at"] = now()
     write_json_atomic(path, record)
-    if not quiet:
-        tqdm.write(summary_line(record))
+    tqdm.write(summary_line(record))  # --quiet drops bars and epoch lines, never this one
     return RunOutcome(spec, record["status"], record, path)
 
 

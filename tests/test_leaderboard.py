@@ -40,6 +40,7 @@ def write_run(
     test: dict[str, float] | None = None,
     diagnostics: dict[str, Any] | None = None,
     curve: list[dict[str, float]] | None = None,
+    budget: float | None = None,
 ) -> None:
     """One run record as the runner writes it; test metrics follow from ``ranks``."""
     ranks = [1] * N_USERS if ranks is None else ranks
@@ -51,7 +52,13 @@ def write_run(
         "run_id": run_id,
         "status": status,
         "error": error,
-        "spec": {"model": model, "dataset": "toy", "profile": "smoke", "seed": seed},
+        "spec": {
+            "model": model,
+            "dataset": "toy",
+            "profile": "smoke",
+            "seed": seed,
+            "budget_minutes": budget,
+        },
         "model": {"name": model, "config": config or {}, "num_parameters": 1_234_567},
         "dataset": {"name": "toy", "fingerprint": fingerprint},
         "protocol": protocol,
@@ -189,6 +196,19 @@ def test_fingerprints_and_protocols_are_never_mixed(tmp_path: Path) -> None:
     assert "toy has 3 separate tables, never mixed, because dataset fingerprints differ" in md
     assert "protocol max_history differs (20 vs 50)" in md
     assert md.count("\n### ") == 3
+
+
+def test_training_budgets_are_never_mixed(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", 0, [1] * N_USERS)
+    write_run(tmp_path, "a", 0, [0] * N_USERS, budget=2.5)
+    write_run(tmp_path, "b", 0, [0] * N_USERS, status="failed", error="boom", budget=2.5)
+    md, csv, _ = build(tmp_path)
+    assert sorted(csv["table"].unique()) == ["toy-smoke", "toy-smoke-2.5min"]
+    assert cell(csv, "a", table="toy-smoke")["mean"] == 1.0
+    assert cell(csv, "a", table="toy-smoke-2.5min")["mean"] == 0.0
+    assert "2.5 min training budget per run" in md and "training budgets (minutes) differ" in md
+    budgeted = md.split("toy-smoke-2.5min:")[1]
+    assert "boom" in budgeted and "boom" not in md.split("toy-smoke-2.5min:")[0]
 
 
 def test_duplicate_configs_keep_the_newest(tmp_path: Path) -> None:
