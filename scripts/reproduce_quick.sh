@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The committed quick-profile leaderboard: every registered model on ml-100k and office, seeds
-# 0,1,2, each run capped at the same training budget (BUDGET minutes of wall-clock, checked after
-# every epoch), then tables and figures. The datasets run side by side, one thread each (on a
-# loaded 2-core machine, 2 threads per process are slower than 1). Completed runs are skipped,
-# so a killed run resumes.
+# 0,1,2, plus DIGER's second decay strategy as the variant "diger (sdud)", each run capped at the
+# same training budget (BUDGET minutes of wall-clock, checked after every epoch), then tables and
+# figures. The datasets run side by side, one thread each (on a loaded 2-core machine, 2 threads
+# per process are slower than 1). Completed runs are skipped, so a killed run resumes.
 #
 # Usage: GENREC_DATA_DIR=../shared/data bash scripts/reproduce_quick.sh [extra `run` flags]
 # Environment: MODELS (default: every registered name), DATASETS, SEEDS, BUDGET, THREADS.
@@ -15,12 +15,23 @@ SEEDS=${SEEDS:-0,1,2}
 BUDGET=${BUDGET:-2.5}
 THREADS=${THREADS:-1}
 mkdir -p results/logs
+
+run_dataset() {
+    local flags=(--dataset "$1" --profile quick --seeds "$SEEDS" --time-budget "$BUDGET"
+        --threads "$THREADS" --quiet "${@:2}")
+    local status=0
+    python -m benchmark run --models "$MODELS" "${flags[@]}" || status=$?
+    if [[ ",$MODELS," == *",diger,"* ]]; then
+        python -m benchmark run --models diger --set decay=sdud --label "diger (sdud)" \
+            "${flags[@]}" || status=$?
+    fi
+    return $status
+}
+
 start=$(date +%s)
 pids=()
 for dataset in $DATASETS; do
-    python -m benchmark run --models "$MODELS" --dataset "$dataset" --profile quick \
-        --seeds "$SEEDS" --time-budget "$BUDGET" --threads "$THREADS" --quiet "$@" \
-        > "results/logs/reproduce_quick.$dataset.log" 2>&1 &
+    run_dataset "$dataset" "$@" >> "results/logs/reproduce_quick.$dataset.log" 2>&1 &
     pids+=($!)
 done
 status=0
