@@ -228,7 +228,7 @@ class SodaMixin(GenerativeRecommender):
         valid = negatives != targets[:, None]
         term = soda_loss(scores, valid)
         with torch.no_grad():
-            ordered = ((scores[:, 1:] > scores[:, :1]) & valid).sum()
+            ordered = ((scores[:, :1] > scores[:, 1:]) & valid).sum()  # positive above
             self.soda_totals += [term.item(), 1, ordered.item(), valid.sum().item()]
         return loss + c.soda_weight * term
 
