@@ -117,6 +117,13 @@ def soda_loss(scores: torch.Tensor, valid: torch.Tensor | None = None) -> torch.
     return (losses * weights).sum() / weights.sum().clamp_min(1.0)
 
 
+def ordered_pairs(scores: torch.Tensor, valid: torch.Tensor) -> tuple[int, int]:
+    """How many valid (positive, negative) pairs of ``scores [B, 1 + n]`` rank the positive
+    strictly above the negative, and how many valid pairs there are."""
+    ordered = (scores[:, :1] > scores[:, 1:]) & valid
+    return int(ordered.sum()), int(valid.sum())
+
+
 @dataclass
 class SodaFields:
     """The ``soda_*`` config fields, added to a backbone's config by :func:`soda_config`."""
@@ -227,9 +234,8 @@ class SodaMixin(GenerativeRecommender):
         scores = distribution_scores(user, logits, c.soda_tau, c.soda_kl)
         valid = negatives != targets[:, None]
         term = soda_loss(scores, valid)
-        with torch.no_grad():
-            ordered = ((scores[:, :1] > scores[:, 1:]) & valid).sum()  # positive above
-            self.soda_totals += [term.item(), 1, ordered.item(), valid.sum().item()]
+        ordered, pairs = ordered_pairs(scores.detach(), valid)
+        self.soda_totals += [term.item(), 1, ordered, pairs]
         return loss + c.soda_weight * term
 
     def end_epoch(self, epoch: int, data: SequenceData, ctx: FitContext) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from benchmark.runner import build_config, model_registry, resolve_model, run_ba
 from models.base import ConfigError
 from models.components.beam_search import constrained_beam_search
 from models.components.quantizer import RQVAE, ResidualQuantizer
-from models.soda import SodaMixin, code_logits, distribution_scores, soda_loss
+from models.soda import SodaMixin, code_logits, distribution_scores, ordered_pairs, soda_loss
 from models.tiger import TIGER
 from models.training import pad_histories
 from models.unigrec import UniGRec
@@ -232,3 +232,10 @@ def test_unigrec_and_tiger_soda_smoke_runs(tmp_path):
     )
     assert 0 <= tiger_soda["curve"][0]["soda_accuracy"] <= 1
     assert tiger_soda["curve"][0]["soda_loss"] > 0
+
+
+def test_soda_accuracy_counts_the_positive_ranked_above_valid_negatives():
+    scores = torch.tensor([[0.0, -1.0, 1.0, -2.0], [5.0, 6.0, 4.0, 5.0]])
+    valid = torch.tensor([[True, True, False], [True, True, True]])
+    # row 0: above -1 only (-2 is masked); row 1: above 4 only (a tie does not count)
+    assert ordered_pairs(scores, valid) == (2, 5)
