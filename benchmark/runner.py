@@ -261,10 +261,16 @@ def rank_users(
     targets: np.ndarray,
     protocol: Protocol,
     batch_size: int = 512,
+    progress: Callable[..., Any] | None = None,
 ) -> np.ndarray:
+    """Rank of each user's target in the model's top ``max(ks)`` (0 = not in the list);
+    ``progress`` (e.g. :meth:`HarnessContext.progress`) wraps the batches in a bar."""
     k = max(protocol.ks)
     ranks = []
-    for start in range(0, len(histories), batch_size):
+    starts = range(0, len(histories), batch_size)
+    if progress is not None:
+        starts = progress(starts, desc="decoding")
+    for start in starts:
         chunk = histories[start : start + batch_size]
         top = model.recommend(chunk, k)
         ranks.append(
@@ -308,9 +314,13 @@ def execute_run(
             key = teacher_key(data, protocol, spec.config)
             cache.get_or_create("teacher-embeddings", key, lambda: model.item_embeddings().numpy())
 
-        valid_ranks = rank_users(model, data.valid_histories, data.valid_targets, protocol)
+        valid_ranks = rank_users(
+            model, data.valid_histories, data.valid_targets, protocol, progress=ctx.progress
+        )
         started = time.perf_counter()
-        test_ranks = rank_users(model, data.test_histories, data.test_targets, protocol)
+        test_ranks = rank_users(
+            model, data.test_histories, data.test_targets, protocol, progress=ctx.progress
+        )
         eval_seconds = time.perf_counter() - started
     diagnostics = {
         "train_seconds": round(train_seconds, 2),
