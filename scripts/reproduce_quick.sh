@@ -6,7 +6,8 @@
 # per process are slower than 1). Completed runs are skipped, so a killed run resumes.
 #
 # Usage: GENREC_DATA_DIR=../shared/data bash scripts/reproduce_quick.sh [extra `run` flags]
-# Environment: MODELS (default: every registered name), DATASETS, SEEDS, BUDGET, THREADS.
+# Environment: MODELS (default: every registered name), DATASETS, SEEDS, THREADS, and BUDGET
+# (minutes; BUDGET= runs every quick profile to its own end instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODELS=${MODELS:-$(python -m benchmark ls --names)}
@@ -17,8 +18,9 @@ THREADS=${THREADS:-1}
 mkdir -p results/logs
 
 run_dataset() {
-    local flags=(--dataset "$1" --profile quick --seeds "$SEEDS" --time-budget "$BUDGET"
-        --threads "$THREADS" --quiet "${@:2}")
+    local flags=(--dataset "$1" --profile quick --seeds "$SEEDS" --threads "$THREADS" --quiet)
+    if [[ -n "$BUDGET" ]]; then flags+=(--time-budget "$BUDGET"); fi
+    flags+=("${@:2}")
     local status=0
     python -m benchmark run --models "$MODELS" "${flags[@]}" || status=$?
     if [[ ",$MODELS," == *",diger,"* ]]; then
