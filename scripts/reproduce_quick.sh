@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 MODELS=${MODELS:-$(python -m benchmark ls --names)}
 DATASETS=${DATASETS:-ml-100k office}
 SEEDS=${SEEDS:-0,1,2}
-BUDGET=${BUDGET:-2.5}
+BUDGET=${BUDGET-2.5}  # set but empty: no budget
 THREADS=${THREADS:-1}
 mkdir -p results/logs
 
