@@ -114,6 +114,8 @@ def sid_usage(table: Table, palette: Palette) -> Figure | None:
     if not columns:
         return None
     data = table.runs.melt(id_vars="model", value_vars=columns).dropna()
+    if data.empty:  # columns from other tables' records; none of this table's models has IDs
+        return None
     parts = data["variable"].str.extract(r"sid_l(?P<level>\d+)_(?P<stat>usage|entropy_bits)")
     data = pd.concat([data, parts], axis=1)
     data["level"] = "L" + data["level"]

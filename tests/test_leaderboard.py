@@ -273,3 +273,12 @@ def test_figures_are_written(tmp_path: Path) -> None:
     for figure in ("bars", "accuracy_vs_time", "sid_usage", "curves"):
         assert {f"toy-smoke_{figure}.png", f"toy-smoke_{figure}.pdf"} <= names
     assert all(path.exists() and path.stat().st_size > 1000 for path in paths)
+
+
+def test_no_codebook_figure_for_a_table_without_semantic_ids(tmp_path: Path) -> None:
+    sid = {"levels": [{"usage": 0.9, "entropy_bits": 7.5}], "collision_rate": 0, "invalid_rate": 0}
+    write_run(tmp_path, "sidmodel", 0, diagnostics={"train_seconds": 1.0, "sid": sid})
+    write_run(tmp_path, "sasrec", 0, budget=2.5)  # another table, no semantic IDs
+    names = {path.name for path in write_figures(tmp_path, tmp_path / "figures")}
+    assert "toy-smoke_sid_usage.png" in names
+    assert "toy-smoke-2.5min_bars.png" in names and "toy-smoke-2.5min_sid_usage.png" not in names
