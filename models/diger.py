@@ -67,7 +67,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -91,7 +90,7 @@ from models.components.semantic_ids import (
 from models.generative import (
     GenerativeConfig,
     GenerativeRecommender,
-    fixed_size_id_table,
+    JointTokenizerMixin,
     standardize,
 )
 from models.tiger import CPU_QUICK, SMOKE
@@ -139,7 +138,7 @@ class DigerConfig(GenerativeConfig):
         return {"frqud": "all", "sdud": "all-but-last"}.get(self.decay, "none")
 
 
-class DIGER(GenerativeRecommender):
+class DIGER(JointTokenizerMixin, GenerativeRecommender):
     """DIGER: Gumbel-perturbed differentiable semantic IDs trained with the recommender."""
 
     name = "diger"
@@ -200,16 +199,10 @@ class DIGER(GenerativeRecommender):
         self.diagnostics["sid_drift"] = []
         return self.id_table(self.start_codes)
 
-    def id_table(self, codes: np.ndarray) -> SemanticIDTable:
-        c = self.config
-        return fixed_size_id_table(codes, c.codebook_size, c.digit_size)
-
     def prepare(self, data: SequenceData, ctx: FitContext) -> None:
         """Noise scale and usage tracker; the tokenizer follows the recommender's device."""
         c = self.config
-        device = self.net.token_embedding.weight.device
-        self.tokenizer.to(device)
-        self.inputs = self.inputs.to(device)
+        device = self.tokenizer_to_net_device()
         sigma = torch.tensor(c.sigma_init, device=device)
         self.sigma = nn.Parameter(sigma, requires_grad=self.learns_sigma)
         self.tracker = FrequencyTracker(c.levels, c.codebook_size, c.usage_momentum).to(device)

@@ -326,6 +326,24 @@ class GenerativeRecommender(NetModel):
         return out
 
 
+class JointTokenizerMixin:
+    """What the methods that train their RQ-VAE with the recommender (DIGER, UniGRec) share:
+    ID tables on fixed column sizes (``digit_size`` digit tokens) and a tokenizer that follows
+    the recommender's device. Needs ``self.config.digit_size``, ``self.tokenizer``,
+    ``self.inputs`` and ``self.net``."""
+
+    def id_table(self, codes: np.ndarray) -> SemanticIDTable:
+        c = self.config
+        return fixed_size_id_table(codes, c.codebook_size, c.digit_size)
+
+    def tokenizer_to_net_device(self) -> torch.device:
+        """Move the tokenizer and its inputs to the recommender's device; return that device."""
+        device = self.net.token_embedding.weight.device
+        self.tokenizer.to(device)
+        self.inputs = self.inputs.to(device)
+        return device
+
+
 def fixed_size_id_table(codes: np.ndarray, codebook_size: int, digit_size: int) -> SemanticIDTable:
     """Codes plus a collision digit capped at ``digit_size - 1``, on fixed column sizes, so the
     recommender's vocabulary stays the same when joint methods re-derive IDs every epoch."""

@@ -89,7 +89,7 @@ from models.components.semantic_ids import (
     sid_drift,
 )
 from models.components.seq2seq import DecoderOutput, token_cross_entropy
-from models.generative import GenerativeConfig, GenerativeRecommender, fixed_size_id_table
+from models.generative import GenerativeConfig, GenerativeRecommender, JointTokenizerMixin
 from models.tiger import CPU_QUICK, SMOKE
 
 
@@ -150,7 +150,7 @@ def symmetric_info_nce(query: torch.Tensor, key: torch.Tensor, temperature: floa
     return F.cross_entropy(sim, labels) + F.cross_entropy(sim.T, labels)
 
 
-class UniGRec(GenerativeRecommender):
+class UniGRec(JointTokenizerMixin, GenerativeRecommender):
     """UniGRec (2026): soft identifiers, annealed temperature, codeword uniformity, distillation."""
 
     name = "unigrec"
@@ -241,16 +241,10 @@ class UniGRec(GenerativeRecommender):
             entropy -= (out.probs * out.probs.clamp_min(1e-12).log2()).sum(-1).sum(0)
         return torch.cat(codes).numpy(), (entropy / len(self.inputs)).tolist()
 
-    def id_table(self, codes: np.ndarray) -> SemanticIDTable:
-        c = self.config
-        return fixed_size_id_table(codes, c.codebook_size, c.digit_size)
-
     def prepare(self, data: SequenceData, ctx: FitContext) -> None:
         """Teacher table and the three distillation adapters, on the recommender's device."""
         c = self.config
-        device = self.net.token_embedding.weight.device
-        self.tokenizer.to(device)
-        self.inputs = self.inputs.to(device)
+        device = self.tokenizer_to_net_device()
         self.teacher = torch.as_tensor(ctx.teacher_embeddings(), dtype=torch.float32).to(device)
         width = self.teacher.shape[1]
         with torch.random.fork_rng(devices=[]):

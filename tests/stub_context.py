@@ -47,3 +47,22 @@ class StubContext:
 
     def out_of_budget(self) -> bool:
         return False
+
+
+def fitted(model: type | str, data: Any, **overrides: Any) -> Any:
+    """A smoke-profile model (class or registry name) with its tokenizer, IDs and recommender
+    built by ``fit`` on a :class:`StubContext`, but no training epochs."""
+    from benchmark.runner import build_config, resolve_model
+
+    cls = resolve_model(model) if isinstance(model, str) else model
+    built = cls(build_config(cls, "smoke", {"epochs": 0, **overrides}))
+    built.fit(data, StubContext(data.n_items))
+    return built
+
+
+def training_batch(data: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` training pairs as padded histories and targets."""
+    from models.training import pad_histories
+
+    histories = pad_histories(data.train_histories[:n], data.max_history)
+    return histories, torch.as_tensor(data.train_targets[:n])

@@ -19,23 +19,14 @@ from models.components.quantizer import RQVAEConfig, collaborative_loss, sdud_lo
 from models.diger import DIGER
 from models.letter import LETTER, LetterRegularizer
 from models.tiger import TIGER
-from models.training import pad_histories
 from tests.conftest import FIXTURE_DIR
-from tests.stub_context import StubContext
+from tests.stub_context import fitted, training_batch
 
 SMOKE = dict(datasets=["ml-tiny"], profile="smoke", data_dir=FIXTURE_DIR, quiet=True)
 
 
-def fitted(cls, data, **overrides):
-    """A model with its tokenizer, IDs and recommender built, but no recommender epochs."""
-    model = cls(build_config(cls, "smoke", {"epochs": 0, **overrides}))
-    model.fit(data, StubContext(data.n_items))
-    return model
-
-
 def batch(data, n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    histories = pad_histories(data.train_histories[:n], data.max_history)
-    return histories, torch.as_tensor(data.train_targets[:n])
+    return training_batch(data, n)
 
 
 def graph_leaves(loss: torch.Tensor) -> set[int]:

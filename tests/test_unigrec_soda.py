@@ -21,25 +21,15 @@ from models.components.beam_search import constrained_beam_search
 from models.components.quantizer import RQVAE, ResidualQuantizer
 from models.soda import SodaMixin, code_logits, distribution_scores, ordered_pairs, soda_loss
 from models.tiger import TIGER
-from models.training import pad_histories
 from models.unigrec import UniGRec
 from tests.conftest import FIXTURE_DIR
-from tests.stub_context import StubContext
+from tests.stub_context import fitted, training_batch
 
 SMOKE = dict(datasets=["ml-tiny"], profile="smoke", data_dir=FIXTURE_DIR, quiet=True)
 
 
-def fitted(name: str, data, **overrides):
-    """A model with tokenizer, IDs, recommender and adapters built, but no training epochs."""
-    cls = resolve_model(name)
-    model = cls(build_config(cls, "smoke", {"epochs": 0, **overrides}))
-    model.fit(data, StubContext(data.n_items))
-    return model
-
-
 def batch(data, n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    histories = pad_histories(data.train_histories[:n], data.max_history)
-    return histories, torch.as_tensor(data.train_targets[:n])
+    return training_batch(data, n)
 
 
 # ---------------------------------------------------------------------- UniGRec
