@@ -1,6 +1,7 @@
 """Training throughput of :class:`SIDRecommender` against a padded Hugging Face T5 baseline.
 
-Ours: length-bucketed batches padded only to the batch's longest history, L' target tokens.
+Ours: length-bucketed batches padded only to the batch's longest history, L' target tokens,
+:class:`~models.components.dropout.FastDropout` (as :func:`build_t5` builds it).
 Baseline (as the reference implementations train): the same T5 fed every history padded to
 ``max_history`` items (``max_history * L' + 1`` tokens) with L' + 1 labels (codes + eos) and
 the model's built-in loss. Both use AdamW and pre-tensorized data; steps are interleaved so
@@ -13,12 +14,12 @@ batch widths, so its rate estimates a full epoch's.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from transformers import T5ForConditionalGeneration
 
 from models.components.seq2seq import (
     EOS,
@@ -74,7 +75,8 @@ def main() -> None:
     level_sizes, item_tokens = table.level_sizes, table.tokens()
     spec = T5Spec()
     ours = SIDRecommender(spec, level_sizes)
-    base = copy.deepcopy(ours.t5)
+    base = T5ForConditionalGeneration(ours.t5.config)  # plain HF T5: torch's nn.Dropout
+    base.load_state_dict(ours.t5.state_dict())
     opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-3)
     opt_base = torch.optim.AdamW(base.parameters(), lr=1e-3)
     ours.train()
