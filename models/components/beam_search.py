@@ -97,22 +97,43 @@ class _StepDecoder:
     beams are re-ranked.
     """
 
-    def __init__(self, model: SIDRecommender, encoded: torch.Tensor, attention_mask: torch.Tensor):
+    def __init__(
+        self,
+        model: SIDRecommender,
+        encoded: torch.Tensor,
+        attention_mask: torch.Tensor,
+        users_per_chunk: int = 32,
+    ):
         self.model = model
         self.blocks = model.t5.decoder.block
         config = model.t5.config
         self.heads, self.d_kv = config.num_heads, config.d_kv
         self.relu_ff = config.feed_forward_proj == "relu"
-        batch, length = attention_mask.shape
-        self.batch = batch
-        self.cross = []
+        self.batch = len(attention_mask)
+        # Cross-attention runs over chunks of consecutive users, each trimmed to its longest
+        # history: users come sorted by length, so the keys hold (almost) no padding.
+        lengths = attention_mask.sum(1).tolist()
+        self.chunks = [
+            (start, min(start + users_per_chunk, self.batch))
+            for start in range(0, self.batch, users_per_chunk)
+        ]
+        widths = [max(max(lengths[a:b]), 1) for a, b in self.chunks]
+        floor = torch.finfo(encoded.dtype).min
+        self.cross_bias = [
+            ((1 - attention_mask[a:b, None, None, :w]) * floor).to(encoded.dtype)
+            for (a, b), w in zip(self.chunks, widths)
+        ]
+        # per layer, per chunk: keys [b, heads, d_kv, S_chunk] and values [b, heads, S_chunk, d_kv]
+        self.cross: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
         for block in self.blocks:
             attn = block.layer[1].EncDecAttention
-            k = attn.k(encoded).view(batch, length, self.heads, self.d_kv).permute(0, 2, 3, 1)
-            v = attn.v(encoded).view(batch, length, self.heads, self.d_kv).transpose(1, 2)
-            self.cross.append((k.contiguous(), v.contiguous()))
-        floor = torch.finfo(encoded.dtype).min
-        self.cross_bias = ((1 - attention_mask[:, None, None, :]) * floor).to(encoded.dtype)
+            per_chunk = []
+            for (a, b), w in zip(self.chunks, widths):
+                states = encoded[a:b, :w]
+                k = attn.k(states).view(b - a, w, self.heads, self.d_kv).permute(0, 2, 3, 1)
+                v = attn.v(states).view(b - a, w, self.heads, self.d_kv).transpose(1, 2)
+                per_chunk.append((k.contiguous(), v.contiguous()))
+            self.cross.append(per_chunk)
         steps = model.n_columns
         bias = self.blocks[0].layer[0].SelfAttention.compute_bias(steps, steps)[0]
         self.self_bias = bias.permute(1, 0, 2)  # [query position, head, key position]
@@ -120,6 +141,17 @@ class _StepDecoder:
         # one [B * n, heads, d_kv] pair per later position
         self.first: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.later: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in self.blocks]
+
+    def _cross_attention(self, layer: int, q: torch.Tensor) -> torch.Tensor:
+        """Attention of queries ``[B, n, heads, d_kv]`` over each user's encoder states, chunk
+        by chunk; returns ``[B * n, heads * d_kv]``."""
+        outs = []
+        for (a, b), (keys_t, values), bias in zip(
+            self.chunks, self.cross[layer], self.cross_bias
+        ):
+            weights = (q[a:b].transpose(1, 2) @ keys_t + bias).softmax(-1)
+            outs.append((weights @ values).transpose(1, 2))
+        return torch.cat(outs).reshape(len(q) * q.shape[1], -1)
 
     def _feed_forward(self, ff_layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         h = ff_layer.layer_norm(x)
@@ -160,10 +192,7 @@ class _StepDecoder:
 
             attn = cross_layer.EncDecAttention
             q = attn.q(cross_layer.layer_norm(x)).view(self.batch, n, heads, d_kv)
-            keys_t, values = self.cross[i]
-            weights = (q.transpose(1, 2) @ keys_t + self.cross_bias).softmax(-1)
-            out = (weights @ values).transpose(1, 2).reshape(rows, -1)
-            x = x + attn.o(out)
+            x = x + attn.o(self._cross_attention(i, q))
             x = x + self._feed_forward(ff_layer, x)
         hidden = self.model.t5.decoder.final_layer_norm(x)
         return self.model.output_logits(hidden).log_softmax(-1)
@@ -194,6 +223,11 @@ def constrained_beam_search(
     real item; where fewer than ``topk`` items are reachable, ids are 0 and scores -inf.
     ``trie`` must be on the inputs' device (:meth:`PrefixTrie.to`).
     """
+    # users sorted by history length, so the decoder's cross-attention chunks carry no padding
+    order = torch.argsort(attention_mask.sum(1), stable=True)
+    attention_mask = attention_mask[order]
+    input_ids = None if input_ids is None else input_ids[order]
+    inputs_embeds = None if inputs_embeds is None else inputs_embeds[order]
     was_training = model.training
     model.eval()
     try:
@@ -221,7 +255,9 @@ def constrained_beam_search(
         missing = topk - items.shape[1]
         items = F.pad(items, (0, missing), value=0)
         scores = F.pad(scores, (0, missing), value=NEG_INF)
-    return items[:, :topk], scores[:, :topk]
+    unsort = torch.empty_like(order)
+    unsort[order] = torch.arange(len(order), device=order.device)
+    return items[unsort, :topk], scores[unsort, :topk]
 
 
 @torch.no_grad()
