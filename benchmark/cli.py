@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
+    run.add_argument(
+        "--save-models",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="save each trained model to DIR/<dataset>/<model>/<run_id>.pt",
+    )
 
     tune = sub.add_parser(
         "tune", help="Optuna search over a model's SEARCH_SPACE; writes results/tuned/..."
@@ -158,6 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         tuned=tuned,
         budget_minutes=args.time_budget,
         label=args.label,
+        save_models=args.save_models,
     )
     rows = []
     for out in outcomes:

@@ -288,8 +288,10 @@ def execute_run(
     device: torch.device,
     quiet: bool = False,
     on_validate: Callable[[int, float], None] | None = None,
+    save_model_to: Path | None = None,
 ) -> dict[str, Any]:
-    """Train, evaluate and describe one run; exceptions propagate to the caller."""
+    """Train, evaluate and describe one run; exceptions propagate to the caller. With
+    ``save_model_to``, the trained model is saved there (:func:`save_checkpoint`)."""
     seed_everything(spec.seed)
     model = model_cls(config)
     cache = DiskCache(cache_root() / "artifacts")
@@ -314,6 +316,8 @@ def execute_run(
             key = teacher_key(data, protocol, spec.config)
             cache.get_or_create("teacher-embeddings", key, lambda: model.item_embeddings().numpy())
 
+        if save_model_to is not None:
+            save_checkpoint(model, spec, save_model_to)
         valid_ranks = rank_users(
             model, data.valid_histories, data.valid_targets, protocol, progress=ctx.progress
         )
@@ -342,6 +346,19 @@ def execute_run(
     }
 
 
+def save_checkpoint(model: Model, spec: RunSpec, path: Path) -> None:
+    """The trained model's ``state_dict`` with its run spec and, for semantic-ID models, their
+    ``decoding_state`` (T5 size, weights, SID table), written atomically with ``torch.save``."""
+    payload: dict[str, Any] = {"spec": asdict(spec), "run_id": spec.run_id}
+    payload["state"] = model.state_dict()
+    if hasattr(model, "decoding_state"):
+        payload["decoding"] = model.decoding_state()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    torch.save(payload, partial)
+    partial.replace(path)
+
+
 @dataclass
 class RunOutcome:
     spec: RunSpec
@@ -366,11 +383,14 @@ def run_batch(
     tuned: Callable[[str, str], dict[str, Any]] | None = None,
     budget_minutes: float | None = None,
     label: str | None = None,
+    save_models: Path | None = None,
 ) -> list[RunOutcome]:
     """Run every (dataset, model, seed); returns one outcome per run, failures included.
 
     ``budget_minutes`` caps each run's training wall-clock time: the model stops after the
-    epoch that exceeds it and keeps its best checkpoint (recorded as ``stopped_by_budget``)."""
+    epoch that exceeds it and keeps its best checkpoint (recorded as ``stopped_by_budget``).
+    ``save_models``: a folder that receives each trained model as
+    ``<dataset>/<model>/<run_id>.pt`` (path in the record's ``checkpoint``)."""
     seeds = seeds if seeds is not None else [0]
     protocol = protocol or Protocol()
     device = device or default_device()
@@ -405,16 +425,31 @@ def run_batch(
                     budget_minutes,
                     label,
                 )
+                checkpoint = (
+                    None
+                    if save_models is None
+                    else save_models / data.name / name / f"{spec.run_id}.pt"
+                )
                 outcomes.append(
                     _run_one(
-                        spec, cls, config, data, stats, protocol, results_dir, device, force, quiet
+                        spec,
+                        cls,
+                        config,
+                        data,
+                        stats,
+                        protocol,
+                        results_dir,
+                        device,
+                        force,
+                        quiet,
+                        checkpoint,
                     )
                 )
     return outcomes
 
 
 def _run_one(
-    spec, cls, config, data, stats, protocol, results_dir, device, force, quiet
+    spec, cls, config, data, stats, protocol, results_dir, device, force, quiet, checkpoint=None
 ) -> RunOutcome:
     path = record_path(results_dir, spec.dataset, spec.model, spec.run_id)
     existing = read_record(path)
@@ -438,8 +473,12 @@ def _run_one(
             f"[{spec.dataset}] {spec.model} seed {spec.seed} ({spec.profile}) run {spec.run_id}"
         )
     try:
-        result = execute_run(spec, cls, config, data, protocol, device, quiet=quiet)
+        result = execute_run(
+            spec, cls, config, data, protocol, device, quiet=quiet, save_model_to=checkpoint
+        )
         record["model"]["num_parameters"] = result.pop("num_parameters")
+        if checkpoint is not None:
+            record["checkpoint"] = str(checkpoint)
         record.update(result)
         record["status"] = "ok"
     except KeyboardInterrupt:

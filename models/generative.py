@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -200,6 +200,17 @@ class GenerativeRecommender(NetModel):
             d_kv=c.d_kv,
             dropout=c.dropout,
         )
+
+    def decoding_state(self) -> dict[str, Any]:
+        """What hard-ID decoding needs outside the harness (``scripts/bench_decode.py
+        --checkpoint``): the T5's size and weights and the final SID table (collision digit
+        included). Soft-input methods (UniGRec) decode from embeddings, not these IDs."""
+        return {
+            "t5_spec": asdict(self.t5_spec()),
+            "level_sizes": list(self.sids.level_sizes),
+            "sid_codes": self.sids.codes.clone(),
+            "net": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()},
+        }
 
     def set_semantic_ids(self, table: SemanticIDTable) -> None:
         self.sids = table
