@@ -1,7 +1,11 @@
 """Users per second of our constrained beam search against Hugging Face ``generate``.
 
-Same model (TIGER-sized T5, random weights: speed does not depend on them), same users, same trie
-over random Beauty-sized SIDs (3 x 256 + collision digit), beam 20, top 10. Ours decodes users
+Same model, same users, same trie, beam 20, top 10. The model is a trained one saved by
+``python -m benchmark run ... --save-models DIR`` (``--checkpoint DIR/<dataset>/<model>/<run>.pt``:
+its T5 and its SIDs), or without ``--checkpoint`` a TIGER-sized T5 with random weights over
+random Beauty-sized SIDs (3 x 256 + collision digit). Random weights cost ``generate`` the same,
+but not ours: our last step skips beams that cannot reach the top 10, and a random model's
+flat distributions leave almost none to skip. Ours decodes users
 sorted by history length (so little padding) in batches of ``--batch-size``; ``generate`` with
 ``prefix_allowed_tokens_fn`` decodes ``--ref-users`` of the same users (unsorted, as the
 reference implementations do) in batches of ``--ref-batch-size``. The top-10 lists of those
@@ -16,13 +20,32 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from models.components.beam_search import PrefixTrie, constrained_beam_search, reference_generate
+from models.components.semantic_ids import SemanticIDTable
 from models.components.seq2seq import SIDRecommender, T5Spec, length_bucketed_batches
 from scripts.bench_common import Stopwatch, add_data_args, load_data, random_sids
+
+
+def load_decoder(path: Path, n_items: int) -> tuple[SIDRecommender, SemanticIDTable]:
+    """The trained T5 and SID table of a ``--save-models`` checkpoint."""
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if "decoding" not in saved:
+        raise SystemExit(f"{path}: not a semantic-ID model's checkpoint (no 'decoding' entry)")
+    state = saved["decoding"]
+    if len(state["sid_codes"]) != n_items + 1:
+        raise SystemExit(
+            f"{path} holds SIDs for {len(state['sid_codes']) - 1} items, the dataset has "
+            f"{n_items}: pass the --dataset it was trained on"
+        )
+    table = SemanticIDTable(state["sid_codes"], state["level_sizes"])
+    model = SIDRecommender(T5Spec(**state["t5_spec"]), table.level_sizes)
+    model.load_state_dict(state["net"])
+    return model.eval(), table
 
 
 def main() -> None:
@@ -34,16 +57,22 @@ def main() -> None:
     parser.add_argument("--ref-batch-size", type=int, default=32, help="LETTER evaluates 32")
     parser.add_argument("--beam", type=int, default=20)
     parser.add_argument("--topk", type=int, default=10)
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="a trained model from run --save-models"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
     n_items, _, _, tests = load_data(args)
-    table = random_sids(n_items, seed=args.seed)
+    if args.checkpoint:
+        model, table = load_decoder(args.checkpoint, n_items)
+    else:
+        table = random_sids(n_items, seed=args.seed)
+        model = SIDRecommender(T5Spec(), table.level_sizes).eval()
     item_tokens = table.tokens()
     trie = PrefixTrie.from_codes(table.codes, table.level_sizes)
-    model = SIDRecommender(T5Spec(), table.level_sizes).eval()
 
     gen = torch.Generator().manual_seed(args.seed)
     users = torch.randperm(len(tests), generator=gen)[: args.users].tolist()
@@ -82,6 +111,7 @@ def main() -> None:
     cpu_ratio = (len(histories) / ours.cpu) / (len(ref_users) / generate.cpu)
     result = {
         "dataset": "synthetic-beauty" if args.synthetic else args.dataset,
+        "model": str(args.checkpoint) if args.checkpoint else "random weights",
         "threads": torch.get_num_threads(),
         "beam": args.beam,
         "topk": args.topk,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from models.components import beam_search
 from models.components.beam_search import (
     PrefixTrie,
     constrained_beam_search,
@@ -131,3 +132,33 @@ def test_search_only_returns_distinct_real_items(n_items, beam, topk):
         found = [i for i in row if i > 0]
         assert len(found) == len(set(found)) == min(topk, n_items, beam)
         assert row[: len(found)] == found  # zeros only pad the end
+
+
+def test_last_step_pruning_is_exact_and_skips_beams_on_a_trained_model(monkeypatch):
+    """A trained model puts nearly all mass on the collision digit 0, so beams far enough below
+    the top ``topk`` are not decoded at the last step; results still equal Hugging Face
+    ``generate``'s."""
+    model, trie, sid, ids, mask = setup(n_items=120, levels=(8, 8, 8), n_users=12, seed=6)
+    targets = SemanticIDTable(sid, trie.level_sizes).tokens()[torch.arange(1, 13) * 7]
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(60):  # memorise one next item per user: peaked, spread-out beam scores
+        loss = model.loss(targets, mask, ids)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+    decoded_rows = []
+    step = beam_search._StepDecoder.step
+    monkeypatch.setattr(
+        beam_search._StepDecoder,
+        "step",
+        lambda self, toks, t: decoded_rows.append((t, len(toks))) or step(self, toks, t),
+    )
+    ours, our_scores = constrained_beam_search(model, ids, mask, trie, beam_size=20, topk=10)
+    last = sum(n for t, n in decoded_rows if t == model.n_columns - 1)
+    assert last <= 0.75 * 20 * len(ids)  # without pruning: 20 beams per user
+    ref, ref_scores = reference_generate(model, ids, mask, trie, beam_size=20, topk=10)
+    assert torch.equal(ours, ref)
+    assert torch.allclose(our_scores, ref_scores, atol=1e-4)

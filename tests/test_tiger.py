@@ -3,7 +3,10 @@
 import json
 
 import numpy as np
+import pytest
 
+from benchmark.data import load_sequence_data
+from benchmark.metrics import metrics_from_ranks, target_ranks
 from benchmark.runner import run_batch
 from tests.conftest import FIXTURE_DIR
 
@@ -47,3 +50,23 @@ def test_tiger_on_externally_given_ids(tmp_path, tiny_data):
     )[0].record
     assert record["status"] == "ok", record.get("traceback")
     assert record["diagnostics"]["sid"]["collision_rate"] > 0  # 64 codes for ~700 items
+
+
+def test_saved_model_decodes_like_the_run_that_saved_it(tmp_path):
+    from models.components.beam_search import PrefixTrie, constrained_beam_search
+    from scripts.bench_decode import load_decoder
+
+    record = run_batch(["tiger"], results_dir=tmp_path, save_models=tmp_path / "models", **SMOKE)[
+        0
+    ].record
+    path = tmp_path / "models" / "ml-tiny" / "tiger" / f"{record['run_id']}.pt"
+    assert record["checkpoint"] == str(path)
+    data = load_sequence_data("ml-tiny", FIXTURE_DIR, 20)
+    model, table = load_decoder(path, data.n_items)
+    ids, mask = model.encode_inputs(data.test_histories, table.tokens())
+    trie = PrefixTrie.from_codes(table.codes, table.level_sizes)
+    top = constrained_beam_search(model, ids, mask, trie, beam_size=20, topk=20)[0].numpy()
+    ranks = target_ranks(top, data.test_targets)
+    assert metrics_from_ranks(ranks, (5, 10, 20)) == pytest.approx(record["test"])
+    with pytest.raises(SystemExit, match="the dataset has 3"):
+        load_decoder(path, 3)

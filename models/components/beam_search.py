@@ -11,6 +11,7 @@ benchmarks.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -146,9 +147,7 @@ class _StepDecoder:
         """Attention of queries ``[B, n, heads, d_kv]`` over each user's encoder states, chunk
         by chunk; returns ``[B * n, heads * d_kv]``."""
         outs = []
-        for (a, b), (keys_t, values), bias in zip(
-            self.chunks, self.cross[layer], self.cross_bias
-        ):
+        for (a, b), (keys_t, values), bias in zip(self.chunks, self.cross[layer], self.cross_bias):
             weights = (q[a:b].transpose(1, 2) @ keys_t + bias).softmax(-1)
             outs.append((weights @ values).transpose(1, 2))
         return torch.cat(outs).reshape(len(q) * q.shape[1], -1)
@@ -197,6 +196,34 @@ class _StepDecoder:
         hidden = self.model.t5.decoder.final_layer_norm(x)
         return self.model.output_logits(hidden).log_softmax(-1)
 
+    def select(self, users: torch.Tensor | None, beams: slice, width: int) -> _StepDecoder:
+        """A decoder over beams ``beams`` (of ``width`` per user) of the users where ``users``
+        (bool ``[B]``; None = all) is true. Shares this one's weights; copies only the kept
+        rows of the per-beam and per-user caches."""
+        every = torch.arange(self.batch * width, device=self.self_bias.device).view(-1, width)
+        rows = (every if users is None else every[users])[:, beams].flatten()
+        sub = copy.copy(self)
+        sub.later = [
+            [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in layer]
+            for layer in self.later
+        ]
+        if users is None:
+            return sub
+        sub.batch = int(users.sum())
+        sub.first = [(k[users], v[users]) for k, v in self.first]
+        sub.chunks, sub.cross_bias, sub.cross = [], [], [[] for _ in self.blocks]
+        for c, (a, b) in enumerate(self.chunks):
+            local = users[a:b].nonzero().flatten()
+            if len(local) == 0:
+                continue
+            start = sub.chunks[-1][1] if sub.chunks else 0
+            sub.chunks.append((start, start + len(local)))
+            sub.cross_bias.append(self.cross_bias[c][local])
+            for layer, per_chunk in enumerate(self.cross):
+                k, v = per_chunk[c]
+                sub.cross[layer].append((k[local], v[local]))
+        return sub
+
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep the per-beam keys / values of ``rows`` (flat parent row per new beam); position
         0's stay per user, since a beam never changes user."""
@@ -204,6 +231,47 @@ class _StepDecoder:
             [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in layer]
             for layer in self.later
         ]
+
+
+def _candidates(scores: torch.Tensor, log_probs: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
+    """Scores ``[B, n, K]`` of every beam's continuations; -inf where no item continues."""
+    return (scores[..., None] + log_probs).masked_fill(nxt < 0, NEG_INF)
+
+
+def _last_step_candidates(
+    decoder: _StepDecoder,
+    tokens: torch.Tensor,
+    scores: torch.Tensor,
+    nxt: torch.Tensor,
+    t: int,
+    topk: int,
+) -> torch.Tensor:
+    """The last step's candidates, computing only beams that can still reach the top ``topk``.
+
+    Exact: log-probabilities are <= 0, so a beam's continuations score at most its own score.
+    The best ``topk`` beams (beams are sorted) are decoded first; the ``topk``-th best of their
+    candidates is a floor that the final top ``topk`` reach, and any other beam scoring below
+    it is left at -inf. A trained model puts nearly all mass on one last token (TIGER's
+    collision digit is 0 for most items), so most of the other beams fall below the floor."""
+    batch, width = scores.shape
+    offset, size = decoder.model.offsets[t], decoder.model.level_sizes[t]
+    tokens = tokens.view(batch, width)
+    cand = torch.full(nxt.shape, NEG_INF, dtype=scores.dtype, device=scores.device)
+    head = decoder.select(None, slice(0, topk), width).step(tokens[:, :topk].flatten(), t)
+    head = head[:, offset : offset + size].view(batch, topk, size)
+    cand[:, :topk] = _candidates(scores[:, :topk], head, nxt[:, :topk])
+    floor = cand[:, :topk].reshape(batch, -1).topk(topk, dim=1).values[:, -1]
+    # beams are sorted, so each user's beams at or above the floor come first
+    reach = (scores[:, topk:] >= floor[:, None]).sum(1)
+    extra = int(reach.max())
+    if extra > 0:
+        users, beams = reach > 0, slice(topk, topk + extra)
+        tail = decoder.select(users, beams, width)
+        log_probs = tail.step(tokens[users, beams].flatten(), t)[:, offset : offset + size]
+        cand[users, beams] = _candidates(
+            scores[users, beams], log_probs.view(-1, extra, size), nxt[users, beams]
+        )
+    return cand
 
 
 @torch.no_grad()
@@ -237,12 +305,17 @@ def constrained_beam_search(
         scores = encoded.new_zeros(batch, 1)
         states = torch.zeros(batch, 1, dtype=torch.long, device=device)
         tokens = torch.full((batch,), PAD, dtype=torch.long, device=device)
+        last = model.n_columns - 1
         for t, (offset, size) in enumerate(zip(model.offsets, model.level_sizes)):
             width = scores.shape[1]
-            log_probs = decoder.step(tokens, t)[:, offset : offset + size].view(batch, width, size)
             nxt = trie.next_state[t][states]
-            cand = (scores[..., None] + log_probs).masked_fill(nxt < 0, NEG_INF)
-            scores, pick = cand.view(batch, -1).topk(min(beam_size, width * size), dim=1)
+            if t == last and width > topk:
+                cand = _last_step_candidates(decoder, tokens, scores, nxt, t, topk)
+            else:
+                log_probs = decoder.step(tokens, t)[:, offset : offset + size]
+                cand = _candidates(scores, log_probs.view(batch, width, size), nxt)
+            keep = topk if t == last else beam_size
+            scores, pick = cand.view(batch, -1).topk(min(keep, width * size), dim=1)
             states = nxt.view(batch, -1).gather(1, pick).clamp(min=0)
             if t + 1 < model.n_columns:
                 tokens = (pick % size + offset).flatten()
