@@ -245,6 +245,7 @@ def _last_step_candidates(
     nxt: torch.Tensor,
     t: int,
     topk: int,
+    users_per_group: int = 32,
 ) -> torch.Tensor:
     """The last step's candidates, computing only beams that can still reach the top ``topk``.
 
@@ -261,13 +262,17 @@ def _last_step_candidates(
     head = head[:, offset : offset + size].view(batch, topk, size)
     cand[:, :topk] = _candidates(scores[:, :topk], head, nxt[:, :topk])
     floor = cand[:, :topk].reshape(batch, -1).topk(topk, dim=1).values[:, -1]
-    # beams are sorted, so each user's beams at or above the floor come first
+    # Beams are sorted, so each user's beams at or above the floor come first. Users that have
+    # any are decoded in groups of similar counts, each group as many beams as its largest.
     reach = (scores[:, topk:] >= floor[:, None]).sum(1)
-    extra = int(reach.max())
-    if extra > 0:
-        users, beams = reach > 0, slice(topk, topk + extra)
-        tail = decoder.select(users, beams, width)
-        log_probs = tail.step(tokens[users, beams].flatten(), t)[:, offset : offset + size]
+    tail = reach.nonzero().flatten()
+    for group in tail[torch.argsort(reach[tail], stable=True)].split(users_per_group):
+        users = torch.zeros(batch, dtype=torch.bool, device=scores.device)
+        users[group] = True
+        extra = int(reach[group].max())
+        beams = slice(topk, topk + extra)
+        sub = decoder.select(users, beams, width)
+        log_probs = sub.step(tokens[users, beams].flatten(), t)[:, offset : offset + size]
         cand[users, beams] = _candidates(
             scores[users, beams], log_probs.view(-1, extra, size), nxt[users, beams]
         )
