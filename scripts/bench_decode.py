@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmark.records import environment
 from models.components.beam_search import PrefixTrie, constrained_beam_search, reference_generate
 from models.components.semantic_ids import SemanticIDTable
 from models.components.seq2seq import SIDRecommender, T5Spec, length_bucketed_batches
@@ -128,6 +129,7 @@ def main() -> None:
         "ours_gflop_per_user": round(gflop["ours"], 3),
         "generate_gflop_per_user": round(gflop["generate"], 3),
     }
+    result["environment"] = environment(torch.device("cpu"))  # git commit, versions, machine
     print("RESULT " + json.dumps(result))
 
 

@@ -21,6 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import T5ForConditionalGeneration
 
+from benchmark.records import environment
 from models.components.seq2seq import (
     EOS,
     SIDRecommender,
@@ -167,6 +168,7 @@ def main() -> None:
         "ours_gflops": round(achieved, 1),
         "ours_fraction_of_peak": round(achieved / peak, 3),
     }
+    result["environment"] = environment(torch.device("cpu"))  # git commit, versions, machine
     print("RESULT " + json.dumps(result))
 
 
