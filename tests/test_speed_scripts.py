@@ -1,0 +1,34 @@
+"""The speed scripts run end to end on tiny synthetic settings and print their RESULT line."""
+
+import json
+import sys
+
+import pytest
+import torch
+
+from scripts import bench_decode, bench_train_throughput
+
+
+def result_of(main, argv, monkeypatch, capsys) -> dict:
+    monkeypatch.setattr(sys, "argv", ["bench", *argv])
+    threads = torch.get_num_threads()
+    try:
+        main()
+    finally:
+        torch.set_num_threads(threads)  # the scripts set it for the whole process
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT ") :])
+
+
+def test_decode_benchmark_reports_identical_lists_and_a_ratio(monkeypatch, capsys):
+    args = ["--synthetic", "--users", "12", "--ref-users", "4", "--batch-size", "12"]
+    result = result_of(bench_decode.main, [*args, "--threads", "1"], monkeypatch, capsys)
+    assert result["identical_top_k_users"] == 4
+    assert result["speedup"] > 0 and result["environment"]["git_commit"]
+
+
+def test_training_benchmark_reports_both_rates(monkeypatch, capsys):
+    args = ["--synthetic", "--steps", "1", "--batch-size", "16", "--threads", "1"]
+    result = result_of(bench_train_throughput.main, args, monkeypatch, capsys)
+    assert result["ours_samples_per_s"] > 0 and result["baseline_samples_per_s"] > 0
+    assert result["flop_counter_vs_analytic"] == pytest.approx(1.0, abs=0.05)
