@@ -351,8 +351,9 @@ def save_checkpoint(model: Model, spec: RunSpec, path: Path) -> None:
     ``decoding_state`` (T5 size, weights, SID table), written atomically with ``torch.save``."""
     payload: dict[str, Any] = {"spec": asdict(spec), "run_id": spec.run_id}
     payload["state"] = model.state_dict()
-    if hasattr(model, "decoding_state"):
-        payload["decoding"] = model.decoding_state()
+    decoding = model.decoding_state() if hasattr(model, "decoding_state") else None
+    if decoding is not None:
+        payload["decoding"] = decoding
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     torch.save(payload, partial)
@@ -454,6 +455,11 @@ def _run_one(
     path = record_path(results_dir, spec.dataset, spec.model, spec.run_id)
     existing = read_record(path)
     if existing and existing.get("status") == "ok" and not force:
+        if checkpoint is not None and not Path(existing.get("checkpoint", checkpoint)).exists():
+            tqdm.write(
+                f"  {spec.model} on {spec.dataset} seed {spec.seed}: already done, so no model "
+                f"is saved to {checkpoint}; add --force to retrain and save it"
+            )
         return RunOutcome(spec, "skipped", existing, path)
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,

@@ -201,10 +201,15 @@ class GenerativeRecommender(NetModel):
             dropout=c.dropout,
         )
 
-    def decoding_state(self) -> dict[str, Any]:
+    # Whether inference feeds the T5 hard ID tokens (UniGRec feeds soft code embeddings).
+    hard_id_inputs: ClassVar[bool] = True
+
+    def decoding_state(self) -> dict[str, Any] | None:
         """What hard-ID decoding needs outside the harness (``scripts/bench_decode.py
         --checkpoint``): the T5's size and weights and the final SID table (collision digit
-        included). Soft-input methods (UniGRec) decode from embeddings, not these IDs."""
+        included); None for methods that decode from soft inputs (UniGRec)."""
+        if not self.hard_id_inputs:
+            return None
         return {
             "t5_spec": asdict(self.t5_spec()),
             "level_sizes": list(self.sids.level_sizes),

@@ -284,6 +284,8 @@ class UniGRec(JointTokenizerMixin, GenerativeRecommender):
         embeds, mask = self.net.encode_embeds(local, table)
         return embeds, mask, out
 
+    hard_id_inputs = False  # decodes from soft code embeddings (no hard-ID checkpoint)
+
     def encoder_inputs(
         self, histories: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:

@@ -36,7 +36,10 @@ def load_decoder(path: Path, n_items: int) -> tuple[SIDRecommender, SemanticIDTa
     """The trained T5 and SID table of a ``--save-models`` checkpoint."""
     saved = torch.load(path, map_location="cpu", weights_only=False)
     if "decoding" not in saved:
-        raise SystemExit(f"{path}: not a semantic-ID model's checkpoint (no 'decoding' entry)")
+        raise SystemExit(
+            f"{path}: no 'decoding' entry: not a semantic-ID model that decodes from hard IDs "
+            "(UniGRec decodes from soft code embeddings)"
+        )
     state = saved["decoding"]
     if len(state["sid_codes"]) != n_items + 1:
         raise SystemExit(

@@ -162,3 +162,10 @@ def test_last_step_pruning_is_exact_and_skips_beams_on_a_trained_model(monkeypat
     ref, ref_scores = reference_generate(model, ids, mask, trie, beam_size=20, topk=10)
     assert torch.equal(ours, ref)
     assert torch.allclose(our_scores, ref_scores, atol=1e-4)
+
+
+def test_beam_narrower_than_topk_returns_at_most_beam_items():
+    model, trie, _, ids, mask = setup(120, levels=(8, 8, 8), seed=3)
+    items, _ = constrained_beam_search(model, ids, mask, trie, beam_size=5, topk=10)
+    assert items.shape == (len(ids), 10)
+    assert ((items > 0).sum(1) == 5).all()

@@ -48,3 +48,15 @@ def test_t5_is_built_with_fast_dropout_everywhere():
     kinds = {type(m) for m in t5.modules()}
     assert FastDropout in kinds and nn.Dropout not in kinds
     assert use_fast_dropout(nn.Sequential(nn.Dropout(0.2)))[0].p == 0.2
+
+
+@pytest.mark.parametrize("p", [1e-6, 0.99999])
+def test_probabilities_15_bits_cannot_express_fall_back_to_torch(p):
+    torch.manual_seed(0)
+    y = FastDropout(p).train()(torch.ones(4000))
+    assert abs((y == 0).float().mean().item() - p) < 0.01
+    assert torch.isfinite(y).all() and y.max() <= 1 / (1 - p) * 1.0001
+
+
+def test_fast_dropout_keeps_the_input_dtype():
+    assert FastDropout(0.1).train()(torch.ones(10, dtype=torch.bfloat16)).dtype == torch.bfloat16

@@ -319,7 +319,7 @@ def constrained_beam_search(
             else:
                 log_probs = decoder.step(tokens, t)[:, offset : offset + size]
                 cand = _candidates(scores, log_probs.view(batch, width, size), nxt)
-            keep = topk if t == last else beam_size
+            keep = min(topk, beam_size) if t == last else beam_size  # as generate: <= beams
             scores, pick = cand.view(batch, -1).topk(min(keep, width * size), dim=1)
             states = nxt.view(batch, -1).gather(1, pick).clamp(min=0)
             if t + 1 < model.n_columns:

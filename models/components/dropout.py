@@ -10,7 +10,8 @@ measures the training step side by side with plain Hugging Face T5).
 
 It is the same operation as ``nn.Dropout``: each element is zeroed independently with
 probability ``p`` (rounded to a multiple of 2^-15, e.g. 0.1 -> 0.100006) and survivors are
-scaled by ``1 / (1 - p)``. On other devices it calls ``F.dropout``, which is already fused there.
+scaled by ``1 / (1 - p)`` (of the rounded ``p``). On other devices, and for ``p`` below 2^-16 or
+above 1 - 2^-16, it calls ``F.dropout`` (already fused on GPUs).
 """
 
 from __future__ import annotations
@@ -32,18 +33,22 @@ class FastDropout(nn.Module):
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
         self.threshold = round(p * 2**_BITS)
-        self.scale = 1.0 / (1.0 - p)
+        # 15 bits cannot express p below 2^-16 or above 1 - 2^-16: torch's dropout does those
+        self.exact = 0 < self.threshold < 2**_BITS
+        kept = 1.0 - self.threshold / 2**_BITS if self.exact else 1.0 - p
+        self.scale = 1.0 / kept  # unbiased for the rounded p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.threshold == 0:
+        if not self.training or self.p == 0:
             return x
-        if x.device.type != "cpu":
+        if x.device.type != "cpu" or not self.exact:
             return F.dropout(x, self.p, training=True)
         n = x.numel()
         draws = torch.empty((n + 1) // 2, dtype=torch.int32, device=x.device).random_()
         draws &= _LOW_15_OF_EACH_HALF  # both int16 halves uniform on [0, 2**15)
         keep = draws.view(torch.int16)[:n].view(x.shape) >= self.threshold
-        return x * (keep * self.scale)
+        mask = keep * self.scale
+        return x * (mask if mask.dtype == x.dtype else mask.to(x.dtype))
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
