@@ -84,11 +84,14 @@ def main() -> None:
     lengths = torch.tensor([len(h) for h in histories])
     order = torch.cat(length_bucketed_batches(lengths, len(histories), shuffle=False))
     ranked = torch.zeros(len(histories), args.topk, dtype=torch.long)
+    rows = [0] * len(table.level_sizes)  # decoder rows per step: shows the last-step pruning
     ours = Stopwatch()
     for idx in order.split(args.batch_size):
         with ours:
             ids, mask = model.encode_inputs([histories[i] for i in idx], item_tokens)
-            ranked[idx] = constrained_beam_search(model, ids, mask, trie, args.beam, args.topk)[0]
+            ranked[idx] = constrained_beam_search(
+                model, ids, mask, trie, args.beam, args.topk, rows_per_step=rows
+            )[0]
 
     ref_users = torch.arange(min(args.ref_users, len(histories)))  # a random subset, unsorted
     ref = torch.zeros(len(ref_users), args.topk, dtype=torch.long)
@@ -129,6 +132,7 @@ def main() -> None:
         "speedup": round(ours_rate / ref_rate, 1),
         "speedup_cpu_time": round(cpu_ratio, 1),
         "identical_top_k_users": int(identical.sum()),
+        "ours_decoder_rows_per_user_per_step": [round(r / len(histories), 2) for r in rows],
         "ours_gflop_per_user": round(gflop["ours"], 3),
         "generate_gflop_per_user": round(gflop["generate"], 3),
     }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.components import beam_search
 from models.components.beam_search import (
     PrefixTrie,
     constrained_beam_search,
@@ -134,7 +133,7 @@ def test_search_only_returns_distinct_real_items(n_items, beam, topk):
         assert row[: len(found)] == found  # zeros only pad the end
 
 
-def test_last_step_pruning_is_exact_and_skips_beams_on_a_trained_model(monkeypatch):
+def test_last_step_pruning_is_exact_and_skips_beams_on_a_trained_model():
     """A trained model puts nearly all mass on the collision digit 0, so beams far enough below
     the top ``topk`` are not decoded at the last step; results still equal Hugging Face
     ``generate``'s."""
@@ -149,15 +148,11 @@ def test_last_step_pruning_is_exact_and_skips_beams_on_a_trained_model(monkeypat
         optimizer.step()
     model.eval()
 
-    decoded_rows = []
-    step = beam_search._StepDecoder.step
-    monkeypatch.setattr(
-        beam_search._StepDecoder,
-        "step",
-        lambda self, toks, t: decoded_rows.append((t, len(toks))) or step(self, toks, t),
+    rows = [0] * model.n_columns
+    ours, our_scores = constrained_beam_search(
+        model, ids, mask, trie, beam_size=20, topk=10, rows_per_step=rows
     )
-    ours, our_scores = constrained_beam_search(model, ids, mask, trie, beam_size=20, topk=10)
-    last = sum(n for t, n in decoded_rows if t == model.n_columns - 1)
+    last = rows[-1]
     assert last <= 0.75 * 20 * len(ids)  # without pruning: 20 beams per user
     ref, ref_scores = reference_generate(model, ids, mask, trie, beam_size=20, topk=10)
     assert torch.equal(ours, ref)

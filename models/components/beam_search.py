@@ -142,6 +142,7 @@ class _StepDecoder:
         # one [B * n, heads, d_kv] pair per later position
         self.first: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.later: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in self.blocks]
+        self.rows_per_step: list[int] | None = None  # if a list: decoder rows run per step
 
     def _cross_attention(self, layer: int, q: torch.Tensor) -> torch.Tensor:
         """Attention of queries ``[B, n, heads, d_kv]`` over each user's encoder states, chunk
@@ -163,6 +164,8 @@ class _StepDecoder:
         """Log-probabilities over the vocabulary at position ``t`` for ``tokens`` (``[B]`` at
         ``t = 0``, ``[B * n]`` after)."""
         rows, n = len(tokens), len(tokens) // self.batch
+        if self.rows_per_step is not None:
+            self.rows_per_step[t] += rows
         heads, d_kv = self.heads, self.d_kv
         x = self.model.t5.decoder.embed_tokens(tokens)
         for i, block in enumerate(self.blocks):
@@ -203,10 +206,7 @@ class _StepDecoder:
         every = torch.arange(self.batch * width, device=self.self_bias.device).view(-1, width)
         rows = (every if users is None else every[users])[:, beams].flatten()
         sub = copy.copy(self)
-        sub.later = [
-            [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in layer]
-            for layer in self.later
-        ]
+        sub.later = self._later_rows(rows)
         if users is None:
             return sub
         sub.batch = int(users.sum())
@@ -227,7 +227,11 @@ class _StepDecoder:
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep the per-beam keys / values of ``rows`` (flat parent row per new beam); position
         0's stay per user, since a beam never changes user."""
-        self.later = [
+        self.later = self._later_rows(rows)
+
+    def _later_rows(self, rows: torch.Tensor) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """The per-beam keys / values of flat beam rows ``rows``, every layer and position."""
+        return [
             [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in layer]
             for layer in self.later
         ]
@@ -288,13 +292,15 @@ def constrained_beam_search(
     beam_size: int = 20,
     topk: int = 10,
     inputs_embeds: torch.Tensor | None = None,
+    rows_per_step: list[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``topk`` items per user, best first, as ``(item_ids [B, topk], scores [B, topk])``.
 
     A beam's score is the sum of its tokens' full-vocabulary log-probabilities (no length
     penalty). Codes that no item continues are masked at every step, so every returned id is a
     real item; where fewer than ``topk`` items are reachable, ids are 0 and scores -inf.
-    ``trie`` must be on the inputs' device (:meth:`PrefixTrie.to`).
+    ``trie`` must be on the inputs' device (:meth:`PrefixTrie.to`). ``rows_per_step`` (one
+    int per column), if given, accumulates the decoder rows run at each step (benchmarks).
     """
     # users sorted by history length, so the decoder's cross-attention chunks carry no padding
     order = torch.argsort(attention_mask.sum(1), stable=True)
@@ -306,6 +312,7 @@ def constrained_beam_search(
     try:
         encoded = model.encode_by_length(attention_mask, input_ids, inputs_embeds)
         decoder = _StepDecoder(model, encoded, attention_mask)
+        decoder.rows_per_step = rows_per_step
         batch, device = len(attention_mask), attention_mask.device
         scores = encoded.new_zeros(batch, 1)
         states = torch.zeros(batch, 1, dtype=torch.long, device=device)
