@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from models.training import isolated_rng
+
 
 def key_hash(key: dict[str, Any]) -> str:
     canonical = json.dumps(key, sort_keys=True, default=str, separators=(",", ":"))
@@ -37,7 +39,10 @@ class DiskCache:
         if path.exists():
             self.hits.append(f"{kind}/{path.stem}")
             return torch.load(path, weights_only=False)
-        value = create()
+        # Under its own seeded generators: building the artifact must not move the run's random
+        # stream, or a cold cache and a warm one would give the same run id different numbers.
+        with isolated_rng(int(key_hash(key)[:8], 16)):
+            value = create()
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".partial")
         os.close(fd)

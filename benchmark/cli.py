@@ -33,6 +33,26 @@ def _ks(text: str) -> tuple[int, ...]:
     return ks
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-history", type=int, default=20)
     run.add_argument("--ks", type=_ks, default=(5, 10, 20))
     run.add_argument(
+        "--select",
+        default="ndcg@10",
+        metavar="METRIC@K",
+        help="validation metric for early stopping (default ndcg@10; K must be in --ks)",
+    )
+    run.add_argument(
+        "--stop-after",
+        type=_positive_float,
+        default=None,
+        metavar="MINUTES",
+        help="pause runs after the epoch that passes MINUTES of wall-clock in this invocation; "
+        "the same command continues them (default: no pause)",
+    )
+    run.add_argument(
         "--tuned",
         action="store_true",
         help="start from results/tuned/<dataset>/<model>.yaml (see `tune`)",
@@ -79,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--label", default=None, help="leaderboard name for this variant (default: the model name)"
     )
     run.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch CPU threads (default: torch's choice)",
     )
     run.add_argument(
         "--save-models",
@@ -160,12 +197,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir or default_data_dir(),
         force=args.force,
         overrides=args.overrides,
-        protocol=Protocol(max_history=args.max_history, ks=args.ks),
+        protocol=Protocol(max_history=args.max_history, ks=args.ks, selection=args.select),
         quiet=args.quiet,
         tuned=tuned,
         budget_minutes=args.time_budget,
         label=args.label,
         save_models=args.save_models,
+        stop_after_minutes=args.stop_after,
     )
     rows = []
     for out in outcomes:
@@ -202,6 +240,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             ],
         )
     )
+    paused = [o for o in outcomes if o.status == "paused"]
+    if paused:
+        print(
+            f"{len(paused)} run(s) paused by --stop-after; run the same command again to "
+            "continue them from their last epoch",
+            file=sys.stderr,
+        )
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         print(

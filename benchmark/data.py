@@ -18,9 +18,11 @@ import numpy as np
 
 from benchmark.datasets import DatasetCard, default_data_dir, find_card, materialize_atomic
 from benchmark.errors import DataError
+from benchmark.metrics import METRICS
 from models.base import SequenceData
 
 DEFAULT_MAX_HISTORY = 20
+DEFAULT_SELECTION = "ndcg@10"
 
 
 def cache_root() -> Path:
@@ -34,12 +36,28 @@ class Protocol:
     ranking: str = "full"
     max_history: int = DEFAULT_MAX_HISTORY
     ks: tuple[int, ...] = (5, 10, 20)
+    # validation metric for early stopping, tuning and the summary line; must be computable
+    selection: str = DEFAULT_SELECTION
 
     def __post_init__(self) -> None:
         if not self.ks or any(k <= 0 for k in self.ks):
             raise DataError(f"every K must be a positive integer, got {list(self.ks)}")
+        if len(set(self.ks)) != len(self.ks):
+            raise DataError(f"K values must be distinct, got {list(self.ks)}")
         if self.max_history <= 0:
             raise DataError(f"max_history must be positive, got {self.max_history}")
+        metric, _, k = self.selection.partition("@")
+        if metric not in METRICS or not k.isdigit():
+            raise DataError(
+                f"selection metric {self.selection!r} is not <metric>@<K> with metric one of "
+                f"{', '.join(METRICS)}; for example --select ndcg@10"
+            )
+        if int(k) not in self.ks:
+            raise DataError(
+                f"selection metric {self.selection} needs K={k} in --ks (got "
+                f"{','.join(map(str, self.ks))}); add {k} to --ks or choose --select "
+                f"{metric}@{self.ks[0]}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +66,7 @@ class Protocol:
             "ranking": self.ranking,
             "max_history": self.max_history,
             "ks": list(self.ks),
+            "selection": self.selection,
         }
 
 

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.cache import DiskCache, key_hash
+from benchmark.checkpoints import RunCheckpoints
 from benchmark.data import Protocol, cache_root, dataset_stats, load_sequence_data
 from benchmark.embeddings import DEFAULT_ENCODER, encode_texts
 from benchmark.errors import BenchmarkError
@@ -140,9 +141,26 @@ class RunSpec:
         spec = {k: v for k, v in asdict(self).items() if v is not None}  # stable ids of old runs
         return key_hash(spec)[:12]
 
+    @property
+    def checkpoint_key(self) -> str:
+        """The run id without budget and label: runs that differ only in their wall-clock
+        budget share epoch checkpoints, so a budget-stopped run can be extended."""
+        spec = {k: v for k, v in asdict(self).items() if k not in ("budget_minutes", "label")}
+        return key_hash(spec)[:12]
+
 
 class Pruned(Exception):
     """Raised from ``validate`` when a tuner stops a trial early."""
+
+
+class RunPaused(Exception):
+    """Raised from ``checkpoint`` once ``run --stop-after`` has passed: the epoch is saved and
+    re-running the same command continues after it. Carries the curve and training time so far
+    for the paused record."""
+
+    def __init__(self, message: str, curve: list[dict[str, Any]], train_seconds: float):
+        super().__init__(message)
+        self.curve, self.train_seconds = curve, train_seconds
 
 
 @dataclass
@@ -160,17 +178,23 @@ class HarnessContext:
     curve: list[dict[str, Any]] = field(default_factory=list)
     quiet: bool = False
     budget_minutes: float | None = None
+    checkpoints: RunCheckpoints | None = None  # None: no epoch checkpoints (teacher, tests)
+    stop_at: float | None = None  # time.monotonic() after which the run pauses (--stop-after)
 
     def __post_init__(self) -> None:
-        self._deadline = (
-            time.monotonic() + 60 * self.budget_minutes if self.budget_minutes else float("inf")
-        )
+        self._clock_start = time.monotonic()
+        self._clock_offset = 0.0  # training seconds of earlier invocations (resumed runs)
         self.stopped_by_budget = False
+        self.resumed_from: dict[str, int] = {}
         users = np.arange(len(self.data.valid_users))
         if self.valid_sample and len(users) > self.valid_sample:
             users = np.random.default_rng(self.seed).choice(users, self.valid_sample, replace=False)
             users.sort()
         self._valid_rows = users
+
+    def elapsed(self) -> float:
+        """Training seconds so far, earlier invocations of a resumed run included."""
+        return self._clock_offset + time.monotonic() - self._clock_start
 
     def progress(self, iterable: Any = None, *, desc: str, total: int | None = None) -> Any:
         return tqdm(iterable, desc=desc, total=total, leave=False, disable=self.quiet or None)
@@ -180,28 +204,57 @@ class HarnessContext:
             tqdm.write(message)
 
     def out_of_budget(self) -> bool:
-        if time.monotonic() > self._deadline:
+        if self.budget_minutes and self.elapsed() > 60 * self.budget_minutes:
             self.stopped_by_budget = True
         return self.stopped_by_budget
+
+    def resume(self, stage: str) -> dict[str, Any] | None:
+        if self.checkpoints is None:
+            return None
+        saved = self.checkpoints.load(stage)
+        for warning in self.checkpoints.warnings:
+            self.log(f"  warning: {warning}")
+        self.checkpoints.warnings.clear()
+        if saved is None:
+            return None
+        self.curve[:] = saved.pop("curve")
+        self._clock_offset, self._clock_start = saved.pop("elapsed"), time.monotonic()
+        self.resumed_from[stage] = saved["epoch"]
+        if not saved["finished"]:
+            self.log(f"  resuming {stage} after epoch {saved['epoch']}")
+        return saved
+
+    def checkpoint(self, stage: str, state: dict[str, Any], final: bool = False) -> None:
+        if self.checkpoints is None:
+            return
+        self.checkpoints.save(stage, {**state, "curve": self.curve, "elapsed": self.elapsed()})
+        if not final and self.stop_at is not None and time.monotonic() > self.stop_at:
+            raise RunPaused(
+                f"paused after {stage} epoch {state['epoch']}", list(self.curve), self.elapsed()
+            )
 
     def validate(self, epoch: int, extra: dict[str, Any] | None = None) -> float:
         rows = self._valid_rows
         histories = [self.data.valid_histories[i] for i in rows]
         ranks = rank_users(self.model, histories, self.data.valid_targets[rows], self.protocol)
         scores = metrics_from_ranks(ranks, self.protocol.ks)
-        entry = {"epoch": epoch, "ndcg@10": scores.get("ndcg@10", 0.0)}
-        entry["recall@10"] = scores.get("recall@10", 0.0)
+        selection = self.protocol.selection
+        entry: dict[str, Any] = {"epoch": epoch, selection: scores[selection]}
+        for name in ("recall@10", "ndcg@10"):
+            if name in scores:
+                entry[name] = scores[name]
+        entry["seconds"] = round(self.elapsed(), 2)
         entry.update(
             {k: float(v) if isinstance(v, (int, float)) else v for k, v in (extra or {}).items()}
         )
         self.curve.append(entry)
         self.log(
-            f"  epoch {epoch}: valid NDCG@10 {entry['ndcg@10']:.4f}"
+            f"  epoch {epoch}: valid {selection} {entry[selection]:.4f}"
             + "".join(f", {k} {v:.4g}" for k, v in (extra or {}).items() if isinstance(v, float))
         )
         if self.on_validate is not None:
-            self.on_validate(epoch, entry["ndcg@10"])
-        return entry["ndcg@10"]
+            self.on_validate(epoch, entry[selection])
+        return entry[selection]
 
     def item_embeddings(self, encoder: str | None = None) -> np.ndarray:
         encoder = encoder or DEFAULT_ENCODER
@@ -289,9 +342,13 @@ def execute_run(
     quiet: bool = False,
     on_validate: Callable[[int, float], None] | None = None,
     save_model_to: Path | None = None,
+    checkpoints: RunCheckpoints | None = None,
+    stop_at: float | None = None,
 ) -> dict[str, Any]:
-    """Train, evaluate and describe one run; exceptions propagate to the caller. With
-    ``save_model_to``, the trained model is saved there (:func:`save_checkpoint`)."""
+    """Train, evaluate and describe one run; exceptions propagate to the caller (``RunPaused``
+    when ``stop_at`` passed: the last epoch is in ``checkpoints``). With ``save_model_to``, the
+    trained model is saved there (:func:`save_checkpoint`); with ``checkpoints``, training
+    resumes from and saves epoch checkpoints there."""
     seed_everything(spec.seed)
     model = model_cls(config)
     cache = DiskCache(cache_root() / "artifacts")
@@ -305,11 +362,12 @@ def execute_run(
         quiet=quiet,
         on_validate=on_validate,
         budget_minutes=spec.budget_minutes,
+        checkpoints=checkpoints,
+        stop_at=stop_at,
     )
     with PeakMemory() as memory:
-        started = time.perf_counter()
         model.fit(data, ctx)
-        train_seconds = time.perf_counter() - started
+        train_seconds = ctx.elapsed()
         if spec.model == TEACHER_MODEL and spec.seed == TEACHER_SEED and not ctx.stopped_by_budget:
             # this run is the teacher LETTER / UniGRec would train (a budget that never bit
             # changes nothing): cache it, don't train twice
@@ -333,6 +391,7 @@ def execute_run(
         "peak_rss_mb": round(memory.peak_mb, 1),
         "cache_hits": cache.hits,
         "stopped_by_budget": ctx.stopped_by_budget,
+        "resumed_from": ctx.resumed_from,
         **model.diagnostics,
     }
     return {
@@ -385,15 +444,21 @@ def run_batch(
     budget_minutes: float | None = None,
     label: str | None = None,
     save_models: Path | None = None,
+    stop_after_minutes: float | None = None,
 ) -> list[RunOutcome]:
     """Run every (dataset, model, seed); returns one outcome per run, failures included.
 
-    ``budget_minutes`` caps each run's training wall-clock time: the model stops after the
-    epoch that exceeds it and keeps its best checkpoint (recorded as ``stopped_by_budget``).
+    ``budget_minutes`` caps each run's training wall-clock time, summed over all its stages and
+    invocations: the model stops after the epoch that exceeds it and keeps its best checkpoint
+    (recorded as ``stopped_by_budget``). Every run saves an epoch checkpoint and continues from
+    it when re-run after a kill or a pause; ``stop_after_minutes`` pauses this invocation's
+    runs after the epoch that passes it (wall-clock from now; not part of the run spec), so a
+    long run can span several invocations of the same command.
     ``save_models``: a folder that receives each trained model as
     ``<dataset>/<model>/<run_id>.pt`` (path in the record's ``checkpoint``)."""
     seeds = seeds if seeds is not None else [0]
     protocol = protocol or Protocol()
+    stop_at = time.monotonic() + 60 * stop_after_minutes if stop_after_minutes else None
     device = device or default_device()
     overrides = overrides or []
     registry = model_registry()
@@ -444,16 +509,31 @@ def run_batch(
                         force,
                         quiet,
                         checkpoint,
+                        stop_at,
                     )
                 )
     return outcomes
 
 
 def _run_one(
-    spec, cls, config, data, stats, protocol, results_dir, device, force, quiet, checkpoint=None
+    spec,
+    cls,
+    config,
+    data,
+    stats,
+    protocol,
+    results_dir,
+    device,
+    force,
+    quiet,
+    checkpoint=None,
+    stop_at=None,
 ) -> RunOutcome:
     path = record_path(results_dir, spec.dataset, spec.model, spec.run_id)
     existing = read_record(path)
+    checkpoints = RunCheckpoints(cache_root() / "checkpoints", spec.checkpoint_key)
+    if force:
+        checkpoints.clear()
     if existing and existing.get("status") == "ok" and not force:
         if checkpoint is not None and not Path(existing.get("checkpoint", checkpoint)).exists():
             tqdm.write(
@@ -480,15 +560,32 @@ def _run_one(
         )
     try:
         result = execute_run(
-            spec, cls, config, data, protocol, device, quiet=quiet, save_model_to=checkpoint
+            spec,
+            cls,
+            config,
+            data,
+            protocol,
+            device,
+            quiet=quiet,
+            save_model_to=checkpoint,
+            checkpoints=checkpoints,
+            stop_at=stop_at,
         )
         record["model"]["num_parameters"] = result.pop("num_parameters")
         if checkpoint is not None:
             record["checkpoint"] = str(checkpoint)
         record.update(result)
         record["status"] = "ok"
+        if not result["diagnostics"]["stopped_by_budget"]:
+            checkpoints.clear()  # converged: nothing left to continue
     except KeyboardInterrupt:
         raise
+    except RunPaused as paused:
+        # not a result: the leaderboard skips it, and re-running continues from the checkpoint
+        record["status"] = "paused"
+        record["error"] = str(paused)
+        record["curve"] = paused.curve
+        record["diagnostics"] = {"train_seconds": round(paused.train_seconds, 2)}
     except Exception as exc:  # noqa: BLE001 - a failed run is recorded and the batch goes on
         record["status"] = "failed"
         record["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
@@ -502,12 +599,18 @@ def _run_one(
 def summary_line(record: dict[str, Any]) -> str:
     spec = record["spec"]
     head = f"  {spec['model']} on {spec['dataset']} seed {spec['seed']}"
+    if record["status"] == "paused":
+        return f"{head}: {record['error']}; re-run the same command to continue"
     if record["status"] != "ok":
         return f"{head}: FAILED ({record['error']})"
     test, diag = record["test"], record["diagnostics"]
+    selection = (record.get("protocol") or {}).get("selection", "ndcg@10")
+    shown = [selection] + [m for m in ("recall@10", "ndcg@10") if m != selection and m in test]
+    metrics = " ".join(f"{m} {test[m]:.4f}" for m in shown if m in test)
+    best = diag.get("best_epoch")
+    epochs = f", best epoch {best}" if best is not None else ""
     return (
-        f"{head}: test Recall@10 {test.get('recall@10', 0):.4f} NDCG@10 "
-        f"{test.get('ndcg@10', 0):.4f} | train {diag['train_seconds']:.0f}s, "
+        f"{head}: test {metrics} | train {diag['train_seconds']:.0f}s{epochs}, "
         f"eval {diag['eval_seconds']:.0f}s, peak {diag['peak_rss_mb']:.0f} MB"
     )
 

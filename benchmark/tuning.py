@@ -324,7 +324,7 @@ def _objective(
         trial.set_user_attr("valid", result["valid"])
         trial.set_user_attr("best_epoch", result["diagnostics"].get("best_epoch"))
         trial.set_user_attr("train_seconds", result["diagnostics"]["train_seconds"])
-        return result["valid"]["ndcg@10"]
+        return result["valid"][protocol.selection]
 
     return objective
 

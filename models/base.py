@@ -31,6 +31,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import torch
 
+from models.training import jsonable
+
 
 class ConfigError(ValueError):
     """A configuration key or value is wrong; the message says how to fix it."""
@@ -40,10 +42,10 @@ class ConfigError(ValueError):
 class ModelConfig:
     """Base class of every model's config. Subclasses add typed fields with defaults."""
 
-    epochs: int = 10
     batch_size: int = 256
     lr: float = 1e-3
-    patience: int = 3  # early-stopping patience in epochs on validation NDCG@10
+    epochs: int = 10  # the cap: training stops earlier when validation stops improving
+    patience: int = 3  # early-stopping patience in epochs on the validation selection metric
 
     @classmethod
     def build(cls, profile: str, profiles: dict[str, dict[str, Any]], overrides: dict[str, Any]):
@@ -167,7 +169,8 @@ class FitContext(Protocol):
     progress: Progress
 
     def validate(self, epoch: int, extra: dict[str, Any] | None = None) -> float:
-        """Score the model on the validation users; return NDCG@10 (higher is better).
+        """Score the model on the validation users; return the protocol's selection metric
+        (default NDCG@10; higher is better).
 
         ``extra`` is logged with the epoch (e.g. loss, SID drift). May raise to prune a trial.
         """
@@ -182,6 +185,16 @@ class FitContext(Protocol):
 
     def out_of_budget(self) -> bool:
         """True once the run's wall-clock training budget is spent: stop after this epoch."""
+
+    def resume(self, stage: str) -> dict[str, Any] | None:
+        """The last checkpoint of training stage ``stage`` of this run, or None (start fresh).
+
+        Written by :meth:`checkpoint`; restores the validation curve and training clock too."""
+
+    def checkpoint(self, stage: str, state: dict[str, Any], final: bool = False) -> None:
+        """Save ``state`` (tensors and plain data) atomically as stage ``stage``'s checkpoint.
+
+        Unless ``final``, may raise to pause the run (``run --stop-after``) once it is saved."""
 
 
 class Model(ABC):
@@ -216,6 +229,15 @@ class Model(ABC):
 
     def num_parameters(self) -> int:
         return 0
+
+    def resume_extras(self) -> dict[str, Any]:
+        """Training state outside :meth:`state_dict` that an epoch-level resume needs (tensors
+        and plain data); models with such state (DIGER's noise scale, UniGRec's stage) extend
+        it. The diagnostics gathered so far are part of it."""
+        return {"diagnostics": jsonable(self.diagnostics)}
+
+    def load_resume_extras(self, extras: dict[str, Any]) -> None:
+        self.diagnostics = extras["diagnostics"]
 
 
 class ModelPlugin(Protocol):

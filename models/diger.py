@@ -117,6 +117,7 @@ class DigerConfig(GenerativeConfig):
     digit_size: int = 256
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.assignment not in ("gumbel", "ste"):
             raise ConfigError(f"assignment must be 'gumbel' or 'ste', not {self.assignment!r}")
         if self.decay not in DECAYS:
@@ -337,3 +338,18 @@ class DIGER(JointTokenizerMixin, GenerativeRecommender):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters_to_train())
+
+    def resume_extras(self) -> dict[str, Any]:
+        return {
+            **super().resume_extras(),
+            "sigma": self.sigma.detach().clone(),
+            "tracker": {k: v.clone() for k, v in self.tracker.state_dict().items()},
+            "previous_codes": torch.as_tensor(self.previous_codes),
+        }
+
+    def load_resume_extras(self, extras: dict[str, Any]) -> None:
+        super().load_resume_extras(extras)
+        with torch.no_grad():
+            self.sigma.copy_(extras["sigma"])
+        self.tracker.load_state_dict(extras["tracker"])
+        self.previous_codes = extras["previous_codes"].numpy()

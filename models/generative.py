@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from models.base import FitContext, ModelConfig, NetModel, SequenceData
+from models.base import ConfigError, FitContext, ModelConfig, NetModel, SequenceData
 from models.components.beam_search import PrefixTrie, constrained_beam_search
 from models.components.quantizer import (
     RQVAE,
@@ -40,7 +40,15 @@ from models.components.semantic_ids import (
     sid_diagnostics,
 )
 from models.components.seq2seq import SIDRecommender, T5Spec, length_bucketed_batches
-from models.training import EarlyStopping, pad_histories
+from models.training import (
+    SCHEDULES,
+    EarlyStopping,
+    lr_schedule,
+    pad_histories,
+    train_epochs_with_resume,
+)
+
+TOKENIZERS = ("rqvae", "rkmeans", "external")
 
 
 @dataclass
@@ -74,12 +82,23 @@ class GenerativeConfig(ModelConfig):
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 1000
+    # after warmup: "constant", "inverse_sqrt" or "cosine" over the epoch cap (models.training)
+    lr_schedule: str = "constant"
     patience: int = 10
     temperature: float = 1.0  # CE temperature (LETTER's ranking-guided loss; 1.0 = plain CE)
     beam_size: int = 20
     eval_batch_size: int = 256
-    # CPU budget: train on each user's N most recent (prefix -> next) pairs; 0 = all of them
+    # Train on each user's N most recent (prefix -> next) pairs; 0 = all of them, as every
+    # baseline does. A cut is a different protocol: the leaderboard keys its tables by it.
     train_pairs_per_user: int = 0
+
+    def __post_init__(self) -> None:
+        if self.tokenizer not in TOKENIZERS:
+            raise ConfigError(f"tokenizer={self.tokenizer!r} is not one of {', '.join(TOKENIZERS)}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ConfigError(
+                f"lr_schedule={self.lr_schedule!r} is not one of {', '.join(SCHEDULES)}"
+            )
 
 
 class GenerativeRecommender(NetModel):
@@ -267,12 +286,13 @@ class GenerativeRecommender(NetModel):
         epochs: int,
         patience: int,
         first_epoch: int = 0,
+        stage: str = "recommender",
     ) -> EarlyStopping:
-        """Up to ``epochs`` epochs (numbered from ``first_epoch``) over every (prefix -> next)
-        pair: AdamW over :meth:`param_groups`, warmup + cosine, per-group clipping, early
-        stopping on validation NDCG@10. Restores the best state; returns the stopper.
-
-        Multi-stage methods (UniGRec's recommender fine-tuning) call it once per stage."""
+        """Up to ``epochs`` epochs (numbered from ``first_epoch``) over the training pairs:
+        AdamW over :meth:`param_groups`, warmup then ``lr_schedule``, per-group clipping, early
+        stopping on the validation selection metric, resumable after every epoch
+        (:func:`models.training.train_epochs_with_resume`). Restores the best state; returns
+        the stopper. Multi-stage methods (UniGRec's fine-tuning) call it once per ``stage``."""
         c = self.config
         rows = data.recent_training_rows(c.train_pairs_per_user)
         train_histories = [data.train_histories[i] for i in rows]
@@ -281,14 +301,14 @@ class GenerativeRecommender(NetModel):
         targets = torch.as_tensor(data.train_targets[rows], dtype=torch.long)
         optimizer = torch.optim.AdamW(self.param_groups(), lr=c.lr, weight_decay=c.weight_decay)
         steps_per_epoch = math.ceil(len(targets) / c.batch_size)
-        scheduler = warmup_cosine(optimizer, c.warmup_steps, epochs * steps_per_epoch)
-        stopper = EarlyStopping(patience)
-        for epoch in range(first_epoch, first_epoch + epochs):
+        scheduler = lr_schedule(optimizer, c.lr_schedule, c.warmup_steps, epochs * steps_per_epoch)
+
+        def run_epoch(epoch: int) -> dict[str, Any]:
             self.train_mode(True)
             batches = length_bucketed_batches(lengths, c.batch_size, seed=ctx.seed * 1000 + epoch)
-            total = 0.0
+            total = torch.zeros((), device=self.device)  # summed on device: no sync per step
             bar = ctx.progress(batches, desc=f"{self.name} epoch {epoch}")
-            for step, idx in enumerate(bar):
+            for idx in bar:
                 with self.autocast():
                     loss = self.training_loss(
                         histories[idx].to(self.device), targets[idx].to(self.device)
@@ -299,15 +319,21 @@ class GenerativeRecommender(NetModel):
                     torch.nn.utils.clip_grad_norm_(group["params"], 1.0)
                 optimizer.step()
                 scheduler.step()
-                total += loss.item()
-                if step % 20 == 0 and hasattr(bar, "set_postfix"):
-                    bar.set_postfix(loss=f"{total / (step + 1):.3f}")
-            extra = {"loss": total / max(len(batches), 1), **self.end_epoch(epoch, data, ctx)}
-            score = ctx.validate(epoch, extra)
-            if stopper.step(score, epoch, self) or ctx.out_of_budget():
-                break
-        stopper.restore(self)
-        return stopper
+                total += loss.detach()
+            mean_loss = float(total) / max(len(batches), 1)
+            return {"loss": mean_loss, **self.end_epoch(epoch, data, ctx)}
+
+        return train_epochs_with_resume(
+            self,
+            ctx,
+            stage=stage,
+            epochs=epochs,
+            patience=patience,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            run_epoch=run_epoch,
+            first_epoch=first_epoch,
+        )
 
     def prepare(self, data: SequenceData, ctx: FitContext) -> None:
         """Hook before training (e.g. a teacher or extra modules)."""
@@ -371,15 +397,3 @@ def fixed_size_id_table(codes: np.ndarray, codebook_size: int, digit_size: int) 
 def standardize(embeddings: np.ndarray) -> np.ndarray:
     """Zero mean, unit variance per dimension (``rq_standardize``)."""
     return (embeddings - embeddings.mean(0)) / (embeddings.std(0) + 1e-8)
-
-
-def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int):
-    """Linear warmup then cosine decay to zero over ``total`` steps."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

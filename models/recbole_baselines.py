@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import torch
 
 from models.base import FitContext, ModelConfig, NetModel, SequenceData
-from models.training import EarlyStopping, pad_histories
+from models.training import pad_histories, train_epochs_with_resume
 
 
 @dataclass
@@ -53,7 +53,7 @@ class RecBoleSequential(NetModel):
     Config = RecBoleSeqConfig
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"epochs": 2, "hidden_size": 16, "inner_size": 32, "n_layers": 1},
-        "quick": {"epochs": 15, "patience": 2, "lr": 2e-3},
+        "quick": {"epochs": 100, "patience": 5, "lr": 2e-3},
         "paper": {"epochs": 200, "patience": 10, "hidden_size": 64},
     }
     SEARCH_SPACE: ClassVar[dict[str, tuple]] = {
@@ -99,23 +99,33 @@ class RecBoleSequential(NetModel):
         lengths = torch.as_tensor([len(h) for h in data.train_histories])
         targets = torch.as_tensor(data.train_targets, dtype=torch.long)
         optim = torch.optim.Adam(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-        stopper = EarlyStopping(c.patience)
         generator = torch.Generator().manual_seed(ctx.seed)
-        for epoch in range(c.epochs):
+
+        def run_epoch(epoch: int) -> dict[str, Any]:
             self.net.train()
+            # the shuffle of epoch e is a function of (seed, e): resume needs no generator state
+            generator.manual_seed(ctx.seed * 1000 + epoch)
             order = torch.randperm(len(targets), generator=generator)
-            total, batches = 0.0, list(order.split(c.batch_size))
+            total, batches = torch.zeros(()), list(order.split(c.batch_size))
             for idx in ctx.progress(batches, desc=f"{self.name} epoch {epoch}"):
                 batch = interaction(seqs[idx], lengths[idx], targets[idx], self.device)
                 loss = self.net.calculate_loss(batch)
                 optim.zero_grad()
                 loss.backward()
                 optim.step()
-                total += loss.item()
-            score = ctx.validate(epoch, {"loss": total / max(len(batches), 1)})
-            if stopper.step(score, epoch, self) or ctx.out_of_budget():
-                break
-        stopper.restore(self)
+                total += loss.detach().cpu()
+            return {"loss": float(total) / max(len(batches), 1)}
+
+        stopper = train_epochs_with_resume(
+            self,
+            ctx,
+            stage="recommender",
+            epochs=c.epochs,
+            patience=c.patience,
+            optimizer=optim,
+            scheduler=None,  # RecBole's recipe: Adam at a constant rate
+            run_epoch=run_epoch,
+        )
         self.diagnostics["best_epoch"] = stopper.best_epoch
 
     @torch.no_grad()
@@ -155,7 +165,7 @@ class GRU4Rec(RecBoleSequential):
     recbole_name = "GRU4Rec"
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {
         **RecBoleSequential.PROFILES,
-        "quick": {"epochs": 15, "patience": 2, "lr": 2e-3, "dropout": 0.3},
+        "quick": {"epochs": 100, "patience": 5, "lr": 2e-3, "dropout": 0.3},
     }
 
 

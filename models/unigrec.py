@@ -112,6 +112,7 @@ class UniGRecConfig(GenerativeConfig):
     digit_size: int = 101  # collision-digit tokens (authors: indices 0..100)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.tokenizer != "rqvae":
             raise ConfigError("unigrec trains its RQ-VAE jointly: tokenizer must be 'rqvae'")
         if not 0 < self.tau_min <= self.tau_max:
@@ -168,9 +169,9 @@ class UniGRec(JointTokenizerMixin, GenerativeRecommender):
         },
         "quick": {
             **CPU_QUICK,
-            "distill_start_epoch": 1,  # of CPU_QUICK's 3 joint epochs
-            "finetune_epochs": 3,
-            "finetune_patience": 2,
+            "distill_start_epoch": 2,
+            "finetune_epochs": 30,
+            "finetune_patience": 3,
             "tokenizer_lr": 1e-5,
         },
         "paper": {
@@ -363,17 +364,27 @@ class UniGRec(JointTokenizerMixin, GenerativeRecommender):
         return extra
 
     def fit(self, data: SequenceData, ctx: FitContext) -> None:
-        """Stage 2 (the shared loop, joint), then stage 3 with the tokenizer frozen."""
+        """Stage 2 (the shared loop, joint), then stage 3 with the tokenizer frozen. A budget
+        is shared by all stages; one that ends before stage 3 is recorded in
+        ``diagnostics["skipped_stages"]`` (the leaderboard keeps such runs out of its tables)."""
         c = self.config
         super().fit(data, ctx)
         self.diagnostics["best_epoch_joint"] = self.diagnostics["best_epoch"]
-        if c.finetune_epochs and not ctx.out_of_budget():
-            self.stage = "finetune"
-            self.tokenizer.requires_grad_(False)
-            stopper = self.train_epochs(
-                data, ctx, c.finetune_epochs, c.finetune_patience, first_epoch=self.epoch
-            )
-            self.diagnostics["best_epoch"] = stopper.best_epoch
+        if c.finetune_epochs:
+            if ctx.out_of_budget():
+                self.diagnostics["skipped_stages"] = ["finetune"]
+            else:
+                self.stage = "finetune"
+                self.tokenizer.requires_grad_(False)
+                stopper = self.train_epochs(
+                    data,
+                    ctx,
+                    c.finetune_epochs,
+                    c.finetune_patience,
+                    first_epoch=self.epoch,
+                    stage="finetune",
+                )
+                self.diagnostics["best_epoch"] = stopper.best_epoch
         codes = self.sids.codes[1:, : c.levels]
         _, entropy = self.current_codes()
         self.diagnostics["sid"] = {
@@ -383,6 +394,20 @@ class UniGRec(JointTokenizerMixin, GenerativeRecommender):
             "tau": self.tokenizer.quantizer.tau,
             "soft_entropy_bits": entropy,
         }
+
+    def resume_extras(self) -> dict[str, Any]:
+        return {
+            **super().resume_extras(),
+            "stage": self.stage,
+            "epoch": self.epoch,
+            "previous_codes": torch.as_tensor(self.previous_codes),
+        }
+
+    def load_resume_extras(self, extras: dict[str, Any]) -> None:
+        super().load_resume_extras(extras)
+        self.stage, self.epoch = extras["stage"], extras["epoch"]
+        self.previous_codes = extras["previous_codes"].numpy()
+        self.tokenizer.requires_grad_(self.stage == "joint")
 
     def param_groups(self) -> list[dict[str, Any]]:
         if self.stage != "joint":
