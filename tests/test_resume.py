@@ -1,0 +1,120 @@
+"""Epoch-level resume, pauses, cold = warm cache, the selection metric, shared budgets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmark import runner
+from benchmark.cli import main
+from benchmark.runner import run_batch
+from tests.conftest import FIXTURE_DIR
+
+SMOKE = dict(datasets=["ml-tiny"], profile="smoke", data_dir=FIXTURE_DIR, quiet=True)
+# long enough that a kill after epoch 1 leaves epochs to resume, no early stop in between
+LONG = ["epochs=4", "patience=10"]
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no record is written."""
+
+
+def kill_after(monkeypatch, stage: str, epoch: int) -> None:
+    original = runner.HarnessContext.checkpoint
+
+    def checkpoint(self, name, state, final=False):
+        original(self, name, state, final)
+        if name == stage and state["epoch"] == epoch and not final:
+            raise Killed
+
+    monkeypatch.setattr(runner.HarnessContext, "checkpoint", checkpoint)
+
+
+def record(outcome) -> dict:
+    return json.loads(outcome.path.read_text())
+
+
+def same_result(a: dict, b: dict) -> None:
+    assert a["test_ranks"] == b["test_ranks"]
+    assert a["valid"] == b["valid"]
+    strip = [{k: v for k, v in e.items() if k != "seconds"} for e in a["curve"]]
+    assert strip == [{k: v for k, v in e.items() if k != "seconds"} for e in b["curve"]]
+
+
+@pytest.mark.parametrize(
+    ("model", "stage", "overrides"),
+    [
+        ("tiger", "recommender", LONG),
+        ("sasrec", "recommender", LONG),
+        ("diger", "recommender", LONG),
+        # killed inside the second stage: the finished first stage is loaded, not retrained
+        ("unigrec", "finetune", [*LONG, "finetune_epochs=3", "finetune_patience=10"]),
+    ],
+)
+def test_killed_run_resumes_to_the_uninterrupted_record(
+    tmp_path, monkeypatch, model, stage, overrides
+):
+    whole = run_batch([model], results_dir=tmp_path / "a", overrides=overrides, **SMOKE)[0]
+    assert whole.status == "ok", whole.record.get("traceback")
+
+    with monkeypatch.context() as patch:
+        kill_after(patch, stage, epoch=1 if stage == "recommender" else 5)
+        with pytest.raises(Killed):
+            run_batch([model], results_dir=tmp_path / "b", overrides=overrides, **SMOKE)
+    resumed = run_batch([model], results_dir=tmp_path / "b", overrides=overrides, **SMOKE)[0]
+    assert resumed.status == "ok", resumed.record.get("traceback")
+    assert resumed.record["diagnostics"]["resumed_from"][stage] >= 1
+    same_result(record(whole), record(resumed))
+
+
+def test_stop_after_pauses_and_the_same_command_continues(tmp_path):
+    overrides = LONG
+    whole = run_batch(["tiger"], results_dir=tmp_path / "a", overrides=overrides, **SMOKE)[0]
+    pauses = 0
+    while True:  # pause after every epoch
+        out = run_batch(
+            ["tiger"],
+            results_dir=tmp_path / "b",
+            overrides=overrides,
+            stop_after_minutes=1e-9,
+            **SMOKE,
+        )[0]
+        if out.status != "paused":
+            break
+        pauses += 1
+        paused = record(out)
+        assert paused["status"] == "paused" and len(paused["curve"]) == pauses
+    assert out.status == "ok" and pauses == 3  # epochs 0, 1, 2 paused; 3 is the last
+    same_result(record(whole), record(out))
+
+
+def test_cold_and_warm_cache_give_the_same_record(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))
+    cold = run_batch(["tiger"], results_dir=tmp_path / "r", **SMOKE)[0]
+    assert not cold.record["diagnostics"]["cache_hits"]
+    warm = run_batch(["tiger"], results_dir=tmp_path / "r", force=True, **SMOKE)[0]
+    assert warm.record["diagnostics"]["cache_hits"]
+    same_result(record(cold), record(warm))
+
+
+def test_selection_metric_must_be_computable(tmp_path, capsys):
+    base = ["run", "--models", "pop", "--dataset", "ml-tiny", "--data-dir", str(FIXTURE_DIR)]
+    base += ["--results-dir", str(tmp_path), "--quiet"]
+    assert main([*base, "--ks", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "ndcg@10 needs K=10 in --ks" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("runs/**/*.json"))  # nothing written
+    assert main([*base, "--ks", "5", "--select", "mrr@6"]) == 2
+    assert main([*base, "--ks", "5", "--select", "recall@5"]) == 0
+    (path,) = tmp_path.glob("runs/**/*.json")
+    rec = json.loads(path.read_text())
+    assert rec["protocol"]["selection"] == "recall@5" and "recall@5" in rec["curve"][0]
+
+
+def test_budget_is_shared_across_stages_and_a_skipped_stage_is_marked(tmp_path):
+    out = run_batch(["unigrec"], results_dir=tmp_path, budget_minutes=1e-6, **SMOKE)[0]
+    assert out.status == "ok", out.record.get("traceback")
+    diagnostics = out.record["diagnostics"]
+    assert diagnostics["stopped_by_budget"] and diagnostics["skipped_stages"] == ["finetune"]
+    assert len(out.record["curve"]) == 1  # one joint epoch, then the budget was spent
