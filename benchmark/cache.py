@@ -41,7 +41,7 @@ class DiskCache:
             return torch.load(path, weights_only=False)
         # Under its own seeded generators: building the artifact must not move the run's random
         # stream, or a cold cache and a warm one would give the same run id different numbers.
-        with __import__("contextlib").nullcontext():
+        with isolated_rng(int(key_hash(key)[:8], 16)):
             value = create()
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".partial")

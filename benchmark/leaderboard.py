@@ -30,7 +30,8 @@ ALPHA = 0.05
 DIGITS = 4
 ACCURACY = ("recall", "ndcg")
 DISPLAY = {"recall": "Recall", "ndcg": "NDCG", "mrr": "MRR"}
-KEY = ["dataset", "fingerprint", "profile", "budget", "protocol"]
+KEY = ["dataset", "fingerprint", "profile", "budget", "training_data", "protocol"]
+ALL_PAIRS = "all pairs"
 IDENTITY = [
     "run_id",
     "status",
@@ -40,6 +41,7 @@ IDENTITY = [
     "config",
     "finished_at",
     "method_note",
+    "skipped_stages",
     *KEY,
 ]
 ARRAYS = ["users", "ranks", "curve"]
@@ -88,6 +90,10 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
     model = record.get("model") or {}
     diagnostics = record.get("diagnostics") or {}
     protocol = record.get("protocol")
+    if protocol:  # records before the selection metric was part of the protocol used NDCG@10
+        protocol = {**protocol, "selection": protocol.get("selection", "ndcg@10")}
+    config = model.get("config", spec.get("config")) or {}
+    pairs = config.get("train_pairs_per_user") or 0
     return {
         "run_id": record.get("run_id"),
         "status": record.get("status"),
@@ -100,6 +106,9 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
         "fingerprint": (record.get("dataset") or {}).get("fingerprint"),
         "profile": spec.get("profile"),
         "budget": spec.get("budget_minutes"),  # minutes of training per run; None = unlimited
+        # what the model trained on: a cut to each user's last N pairs is another protocol
+        "training_data": f"last {pairs} pairs per user" if pairs else ALL_PAIRS,
+        "skipped_stages": ", ".join(_skipped_stages(diagnostics)) or None,
         "protocol": _canonical(protocol) if protocol else None,
         "users": record.get("test_users"),
         "ranks": record.get("test_ranks"),
@@ -111,6 +120,18 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
         **(record.get("test") or {}),
         **_sid_columns(diagnostics.get("sid")),
     }
+
+
+def _skipped_stages(diagnostics: dict[str, Any]) -> list[str]:
+    """Training stages a run never reached (a budget spent before them). Records written before
+    ``skipped_stages`` existed show it as a multi-stage run whose best epoch is still the first
+    stage's (UniGRec's fine-tuning overwrote ``best_epoch`` whenever it ran)."""
+    if "skipped_stages" in diagnostics:
+        return list(diagnostics["skipped_stages"])
+    joint = diagnostics.get("best_epoch_joint")
+    if joint is not None and diagnostics.get("best_epoch") == joint:
+        return ["finetune"]
+    return []
 
 
 def _sid_columns(sid: dict[str, Any] | None) -> dict[str, float]:
@@ -147,6 +168,7 @@ class Table:
     fingerprint: str
     profile: str
     budget: float | None
+    training_data: str
     protocol: str
     runs: pd.DataFrame
     failed: pd.DataFrame
@@ -170,10 +192,14 @@ class Table:
     @property
     def title(self) -> str:
         protocol = ", ".join(f"{k}={v}" for k, v in json.loads(self.protocol).items())
-        budget = f", {self.budget:g} min training budget per run" if self.budget else ""
+        stop = (
+            f"{self.budget:g} min training budget per run"
+            if self.budget
+            else "trained to early stopping"
+        )
         return (
-            f"{self.slug}: {self.dataset}, {self.profile} profile{budget}, "
-            f"fingerprint {self.fingerprint}, {protocol}"
+            f"{self.slug}: {self.dataset}, {self.profile} profile, {stop}, trained on "
+            f"{self.training_data}, fingerprint {self.fingerprint}, {protocol}"
         )
 
 
@@ -190,16 +216,32 @@ class Leaderboard:
 def build_leaderboard(records: list[dict[str, Any]]) -> Leaderboard:
     """Group records into tables; deduplicate; attach missing-seed and duplicate notes."""
     frame = runs_frame(records)
-    ok = frame[frame["status"] == "ok"]
+    frame = frame[frame["status"] != "paused"]  # still training: neither a result nor a failure
+    ok = frame[(frame["status"] == "ok") & frame["skipped_stages"].isna()]
     failed = frame[frame["status"] != "ok"]
+    incomplete = frame[(frame["status"] == "ok") & frame["skipped_stages"].notna()]
     tables, matched = [], pd.Series(False, index=failed.index)
     for values, runs in ok.groupby(KEY, sort=True, dropna=False):
         key = {k: None if pd.isna(v) else v for k, v in zip(KEY, values)}
         mask = _failed_in(failed, key)
         matched |= mask
-        tables.append(_table(key, pd.concat([runs, failed[mask]])))
+        table = _table(key, pd.concat([runs, failed[mask]]))
+        table.notes += _incomplete_notes(incomplete, key)
+        tables.append(table)
     _assign_slugs(tables)
     return Leaderboard(tables, failed[~matched], _split_notes(tables), len(frame))
+
+
+def _incomplete_notes(incomplete: pd.DataFrame, key: dict[str, Any]) -> list[str]:
+    """Runs of this table's key kept out because they skipped a training stage."""
+    same = pd.Series(True, index=incomplete.index)
+    for column, value in key.items():
+        same &= incomplete[column].isna() if value is None else incomplete[column] == value
+    return [
+        f"{row.model} seed {row.seed}: kept out of the table, its budget ended before its "
+        f"{row.skipped_stages} stage (run {row.run_id})."
+        for row in incomplete[same].itertuples()
+    ]
 
 
 def _failed_in(failed: pd.DataFrame, key: dict[str, Any]) -> pd.Series:
@@ -208,7 +250,7 @@ def _failed_in(failed: pd.DataFrame, key: dict[str, Any]) -> pd.Series:
     same = (failed["dataset"] == key["dataset"]) & (failed["profile"] == key["profile"])
     budget = failed["budget"]
     same &= budget.isna() if key["budget"] is None else (budget == key["budget"])
-    for column in ("fingerprint", "protocol"):
+    for column in ("fingerprint", "protocol", "training_data"):
         same &= failed[column].isna() | (failed[column] == key[column])
     return same
 
@@ -280,7 +322,12 @@ def _seeds(values: list[Any]) -> str:
 
 def _assign_slugs(tables: list[Table]) -> None:
     """``dataset-profile``, plus a hash of fingerprint and protocol where that is ambiguous."""
-    names = [f"{t.dataset}-{t.profile}" + (f"-{t.budget:g}min" if t.budget else "") for t in tables]
+    names = [
+        f"{t.dataset}-{t.profile}"
+        + (f"-{t.budget:g}min" if t.budget else "")
+        + ("" if t.training_data == ALL_PAIRS else f"-last{t.training_data.split()[1]}")
+        for t in tables
+    ]
     for table, name in zip(tables, names):
         table.slug = name
         if names.count(name) > 1:
@@ -301,6 +348,7 @@ def _split_notes(tables: list[Table]) -> dict[str, str]:
                 ("dataset fingerprints", "fingerprint"),
                 ("profiles", "profile"),
                 ("training budgets (minutes)", "budget"),
+                ("training data", "training_data"),
             )
             if len(values := sorted({str(getattr(t, attr)) for t in same})) > 1
         ]
@@ -608,11 +656,13 @@ def tidy_csv(board: Leaderboard, summaries: list[pd.DataFrame]) -> pd.DataFrame:
             fingerprint=t.fingerprint,
             profile=t.profile,
             budget=t.budget,
+            training_data=t.training_data,
             protocol=t.protocol,
         )
         for t, summary in zip(board.tables, summaries)
     ]
-    columns = ["table", "dataset", "fingerprint", "profile", "budget", "protocol", "model"]
+    columns = ["table", "dataset", "fingerprint", "profile", "budget", "training_data"]
+    columns += ["protocol", "model"]
     columns += ["metric"]
     columns += ["mean", "std", "n_seeds", "p_value", "p_holm", "significant", "place"]
     return (

@@ -118,3 +118,26 @@ def test_budget_is_shared_across_stages_and_a_skipped_stage_is_marked(tmp_path):
     diagnostics = out.record["diagnostics"]
     assert diagnostics["stopped_by_budget"] and diagnostics["skipped_stages"] == ["finetune"]
     assert len(out.record["curve"]) == 1  # one joint epoch, then the budget was spent
+
+
+def test_building_a_cached_artifact_leaves_the_callers_random_streams_alone(tmp_path):
+    import random
+
+    import numpy as np
+    import torch
+
+    from benchmark.cache import DiskCache
+
+    def create():  # consumes every generator, as model construction or training would
+        return [torch.rand(3), np.random.rand(3), random.random()]
+
+    cache = DiskCache(tmp_path)
+    torch.manual_seed(7), np.random.seed(7), random.seed(7)
+    built = cache.get_or_create("thing", {"k": 1}, create)  # cold: builds
+    after_cold = (torch.rand(2), np.random.rand(2), random.random())
+    torch.manual_seed(7), np.random.seed(7), random.seed(7)
+    loaded = cache.get_or_create("thing", {"k": 1}, create)  # warm: loads
+    after_warm = (torch.rand(2), np.random.rand(2), random.random())
+    assert torch.equal(built[0], loaded[0])
+    assert torch.equal(after_cold[0], after_warm[0])
+    assert np.array_equal(after_cold[1], after_warm[1]) and after_cold[2] == after_warm[2]
