@@ -1,13 +1,15 @@
 """Seaborn figures for the results section, one set per leaderboard table (PNG and PDF).
 
 Per table: Recall@10 / NDCG@10 bars with 95% t-intervals over seeds; NDCG@10 against training
-time (log x); per-level codebook usage and entropy for semantic-ID models; validation NDCG@10 per
-epoch. Figures are drawn on :class:`matplotlib.figure.Figure` objects (no pyplot state), which
-render PNG through the Agg backend whatever backend the process has.
+time (log x); per-level codebook usage and entropy for semantic-ID models; learning curves (the
+validation selection metric per epoch and against training wall-clock). Figures are drawn
+on :class:`matplotlib.figure.Figure` objects (no pyplot state), which render PNG through the
+Agg backend whatever backend the process has.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -144,31 +146,49 @@ def sid_usage(table: Table, palette: Palette) -> Figure | None:
 
 
 def validation_curves(table: Table, palette: Palette) -> Figure | None:
-    """Validation NDCG@10 per epoch: mean over seeds with a band of one std."""
+    """Learning curves: the validation selection metric per epoch and against training
+    wall-clock time (records that logged it), mean over seeds with a band of one std."""
+    metric = json.loads(table.protocol).get("selection", "ndcg@10")
     rows = [
-        {"model": model, "epoch": point["epoch"], "ndcg@10": point["ndcg@10"]}
-        for model, curve in zip(table.runs["model"], table.runs["curve"])
+        {
+            "model": model,
+            "run": run,
+            "epoch": point["epoch"],
+            "seconds": point.get("seconds"),
+            "y": point[metric],
+        }
+        for run, (model, curve) in enumerate(zip(table.runs["model"], table.runs["curve"]))
         for point in curve
-        if "epoch" in point and point.get("ndcg@10") is not None
+        if "epoch" in point and point.get(metric) is not None
     ]
     if not rows:
         return None
     data = pd.DataFrame(rows)
-    fig, (ax,) = _figure()
-    sns.lineplot(
-        data=data,
-        x="epoch",
-        y="ndcg@10",
-        hue="model",
-        palette=palette,
-        hue_order=[m for m in palette if m in set(data["model"])],
-        errorbar="sd",
-        marker="o",
-        markersize=4,
-        ax=ax,
-    )
-    ax.set(xlabel="epoch", ylabel="validation NDCG@10 (mean ± std)", title=table.slug)
-    _legend_outside(ax)
+    timed = data.dropna(subset=["seconds"])
+    fig, axes = _figure(height=3.8, ncols=2 if len(timed) else 1)
+    order = [m for m in palette if m in set(data["model"])]
+    style = dict(hue="model", palette=palette, hue_order=order, marker="o", markersize=3)
+    sns.lineplot(data=data, x="epoch", y="y", errorbar="sd", ax=axes[0], **style)
+    axes[0].set(xlabel="epoch", ylabel=f"validation {metric} (mean ± std)")
+    if len(timed):
+        # seeds reach an epoch at different times: one line per run, not a mean
+        sns.lineplot(
+            data=timed.assign(minutes=timed["seconds"] / 60),
+            x="minutes",
+            y="y",
+            units="run",
+            estimator=None,
+            ax=axes[1],
+            legend=False,
+            **style,
+        )
+        axes[1].set(xlabel="training wall-clock (minutes)", ylabel="")
+        if axes[0].get_legend() is not None:
+            axes[0].get_legend().remove()
+        _legend_outside(axes[1])
+    else:
+        _legend_outside(axes[0])
+    fig.suptitle(f"{table.slug}: learning curves")
     return fig
 
 

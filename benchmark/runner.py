@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.cache import DiskCache, key_hash
+from benchmark.cache import DiskCache, key_hash, save_atomic
 from benchmark.checkpoints import RunCheckpoints
 from benchmark.data import Protocol, cache_root, dataset_stats, load_sequence_data
 from benchmark.embeddings import DEFAULT_ENCODER, encode_texts
@@ -234,6 +234,7 @@ class HarnessContext:
             )
 
     def validate(self, epoch: int, extra: dict[str, Any] | None = None) -> float:
+        started = time.monotonic()
         rows = self._valid_rows
         histories = [self.data.valid_histories[i] for i in rows]
         ranks = rank_users(self.model, histories, self.data.valid_targets[rows], self.protocol)
@@ -243,7 +244,8 @@ class HarnessContext:
         for name in ("recall@10", "ndcg@10"):
             if name in scores:
                 entry[name] = scores[name]
-        entry["seconds"] = round(self.elapsed(), 2)
+        entry["seconds"] = round(self.elapsed(), 2)  # training clock at the end of this epoch
+        entry["valid_seconds"] = round(time.monotonic() - started, 2)
         entry.update(
             {k: float(v) if isinstance(v, (int, float)) else v for k, v in (extra or {}).items()}
         )
@@ -413,10 +415,7 @@ def save_checkpoint(model: Model, spec: RunSpec, path: Path) -> None:
     decoding = model.decoding_state() if hasattr(model, "decoding_state") else None
     if decoding is not None:
         payload["decoding"] = decoding
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    torch.save(payload, partial)
-    partial.replace(path)
+    save_atomic(payload, path)
 
 
 @dataclass

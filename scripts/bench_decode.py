@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmark.cache import load_safely
 from benchmark.records import environment
 from models.components.beam_search import PrefixTrie, constrained_beam_search, reference_generate
 from models.components.semantic_ids import SemanticIDTable
@@ -34,8 +35,11 @@ from scripts.bench_common import Stopwatch, add_data_args, load_data, random_sid
 
 def load_decoder(path: Path, n_items: int) -> tuple[SIDRecommender, SemanticIDTable]:
     """The trained T5 and SID table of a ``--save-models`` checkpoint."""
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    if "decoding" not in saved:
+    try:
+        saved = load_safely(path)  # a saved model is data: nothing in it may run code
+    except ValueError as exc:
+        raise SystemExit(f"error: cannot load {path} as a saved model ({exc})") from None
+    if not isinstance(saved, dict) or "decoding" not in saved:
         raise SystemExit(
             f"{path}: no 'decoding' entry: not a semantic-ID model that decodes from hard IDs "
             "(UniGRec decodes from soft code embeddings)"

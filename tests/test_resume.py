@@ -38,8 +38,9 @@ def record(outcome) -> dict:
 def same_result(a: dict, b: dict) -> None:
     assert a["test_ranks"] == b["test_ranks"]
     assert a["valid"] == b["valid"]
-    strip = [{k: v for k, v in e.items() if k != "seconds"} for e in a["curve"]]
-    assert strip == [{k: v for k, v in e.items() if k != "seconds"} for e in b["curve"]]
+    timing = ("seconds", "valid_seconds")
+    strip = [{k: v for k, v in e.items() if k not in timing} for e in a["curve"]]
+    assert strip == [{k: v for k, v in e.items() if k not in timing} for e in b["curve"]]
 
 
 @pytest.mark.parametrize(
@@ -141,3 +142,28 @@ def test_building_a_cached_artifact_leaves_the_callers_random_streams_alone(tmp_
     assert torch.equal(built[0], loaded[0])
     assert torch.equal(after_cold[0], after_warm[0])
     assert np.array_equal(after_cold[1], after_warm[1]) and after_cold[2] == after_warm[2]
+
+
+def test_a_planted_pickle_in_the_cache_is_refused_and_rebuilt(tmp_path):
+    import pickle
+    import warnings
+
+    import numpy as np
+
+    from benchmark.cache import DiskCache
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))  # would create a file if unpickled
+
+    cache = DiskCache(tmp_path / "cache")
+    path = cache.path("text-embeddings", {"k": 1})
+    path.parent.mkdir(parents=True)
+    path.write_bytes(pickle.dumps(Payload()))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = cache.get_or_create("text-embeddings", {"k": 1}, lambda: np.ones(3))
+    assert not (tmp_path / "pwned").exists()
+    assert any("cannot be loaded safely" in str(w.message) for w in caught)
+    assert np.array_equal(value, np.ones(3))
+    assert np.array_equal(cache.get_or_create("text-embeddings", {"k": 1}, None), np.ones(3))
