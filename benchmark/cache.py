@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmark.atomic import torch_save_atomic, write_text_atomic
 from models.training import isolated_rng
 
 # numpy arrays unpickle through these; none of them can run code, unlike a general pickle
@@ -50,20 +49,6 @@ def load_safely(path: Path) -> Any:
         raise ValueError(f"{type(exc).__name__}: {reason}") from None
 
 
-def save_atomic(value: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: readers never see a
-    partial file, and a kill leaves at most a ``*.partial`` behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(value, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class DiskCache:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -90,19 +75,7 @@ class DiskCache:
         # stream, or a cold cache and a warm one would give the same run id different numbers.
         with isolated_rng(int(key_hash(key)[:8], 16)):
             value = create()
-        save_atomic(value, path)
-        key_file = path.with_suffix(".json")
-        save_text_atomic(json.dumps(key, sort_keys=True, default=str, indent=1), key_file)
+        torch_save_atomic(path, value)
+        key_text = json.dumps(key, sort_keys=True, default=str, indent=1)
+        write_text_atomic(path.with_suffix(".json"), key_text)
         return value
-
-
-def save_text_atomic(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

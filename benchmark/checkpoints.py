@@ -11,14 +11,14 @@ read that way is reported and ignored (the stage starts over).
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from benchmark.atomic import torch_save_atomic
 
 _STAGE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -34,18 +34,7 @@ class RunCheckpoints:
         return self.folder / f"{stage}.pt"
 
     def save(self, stage: str, payload: dict[str, Any]) -> None:
-        path = self.path(stage)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{stage}.", suffix=".partial")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(payload, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        torch_save_atomic(self.path(stage), payload)
 
     def load(self, stage: str) -> dict[str, Any] | None:
         path = self.path(stage)

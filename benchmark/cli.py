@@ -33,6 +33,17 @@ def _ks(text: str) -> tuple[int, ...]:
     return ks
 
 
+def _names(text: str, flag: str, what: str) -> list[str]:
+    """Comma-separated names: at least one, no duplicates."""
+    names = split_names(text)
+    if not names:
+        raise BenchmarkError(f"{flag} is empty; give at least one {what} name (see `ls`)")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise BenchmarkError(f"{flag} names {', '.join(duplicates)} more than once; list each once")
+    return names
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -189,8 +200,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         tuned = lambda model, dataset: load_tuned(args.results_dir, model, dataset)  # noqa: E731
     outcomes = run_batch(
-        split_names(args.models),
-        split_names(args.dataset),
+        _names(args.models, "--models", "model"),
+        _names(args.dataset, "--dataset", "dataset"),
         profile=args.profile,
         seeds=args.seeds,
         results_dir=args.results_dir,

@@ -30,6 +30,7 @@ import pandas as pd
 import yaml
 
 from benchmark.errors import DataError
+from benchmark.paths import check_name, under
 from benchmark.registry import Registry
 
 CARDS_DIR = Path(__file__).resolve().parent.parent / "datasets"
@@ -103,6 +104,7 @@ def find_card(name: str, data_dir: Path | None) -> DatasetCard:
     cards = load_cards()
     if name in cards:
         return cards.get(name)
+    check_name(name, "dataset")
     if data_dir is not None and (data_dir / name / f"{name}.inter").exists():
         return DatasetCard(
             name=name,
@@ -256,7 +258,8 @@ def materialize_atomic(card: DatasetCard, data_dir: Path | None, cache_dir: Path
         if path.exists():
             stat = path.stat()
             stamp.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    root = cache_dir / "atomic" / f"{card.name}-{stamp.hexdigest()[:12]}"
+    check_name(card.name, "dataset")
+    root = under(cache_dir, cache_dir / "atomic" / f"{card.name}-{stamp.hexdigest()[:12]}")
     inter_file = root / card.name / f"{card.name}.inter"
     if inter_file.exists():
         return root

@@ -9,6 +9,7 @@ Agg backend whatever backend the process has.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats
 
+from benchmark.atomic import write_atomic
 from benchmark.leaderboard import Table, build_leaderboard, load_records
 
 Palette = dict[str, tuple[float, float, float]]
@@ -179,7 +181,6 @@ def validation_curves(table: Table, palette: Palette) -> Figure | None:
             units="run",
             estimator=None,
             ax=axes[1],
-            legend=False,
             **style,
         )
         axes[1].set(xlabel="training wall-clock (minutes)", ylabel="")
@@ -222,6 +223,6 @@ def write_figures(results_dir: Path, out_dir: Path) -> list[Path]:
                 continue
             for ext in ("png", "pdf"):
                 path = out_dir / f"{table.slug}_{name}.{ext}"
-                fig.savefig(path, dpi=150)
+                write_atomic(path, functools.partial(fig.savefig, format=ext, dpi=150))
                 paths.append(path)
     return paths

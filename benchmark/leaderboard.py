@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ import pandas as pd
 from scipy.stats import wilcoxon
 from tabulate import tabulate
 
+from benchmark.atomic import write_text_atomic
 from benchmark.errors import BenchmarkError
 
 SCHEMA_VERSION = 1
@@ -56,25 +58,50 @@ COST = {
 
 
 def load_records(results_dir: Path) -> list[dict[str, Any]]:
-    """Every run record under ``results_dir/runs`` (recursively), in path order."""
+    """Every readable run record under ``results_dir/runs`` (recursively), in path order. A
+    record that cannot be read or lacks the fields a table needs is skipped with one warning
+    line on stderr naming the file; the board is built from the others."""
     paths = sorted(Path(results_dir).glob("runs/**/*.json"))
     if not paths:
         raise BenchmarkError(
             f"no run records under {results_dir}/runs; run `python -m benchmark run` first"
         )
-    return [_read_record(path) for path in paths]
+    records = []
+    for path in paths:
+        try:
+            records.append(_read_record(path))
+        except BenchmarkError as exc:
+            print(f"warning: skipped {exc}", file=sys.stderr)
+    if not records:
+        raise BenchmarkError(f"no readable run records under {results_dir}/runs")
+    return records
+
+
+REQUIRED = ("run_id", "status", "spec")
 
 
 def _read_record(path: Path) -> dict[str, Any]:
     try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BenchmarkError(f"{path} is not valid JSON ({exc}); delete it and re-run") from exc
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BenchmarkError(f"{path}: not a readable JSON record ({exc})") from None
+    if not isinstance(record, dict):
+        raise BenchmarkError(f"{path}: a record must be a JSON object")
     if record.get("schema_version") != SCHEMA_VERSION:
         raise BenchmarkError(
-            f"{path} has schema_version {record.get('schema_version')!r}; "
+            f"{path}: schema_version {record.get('schema_version')!r}; "
             f"this aggregator reads version {SCHEMA_VERSION}"
         )
+    missing = [key for key in REQUIRED if not record.get(key)]
+    spec = record.get("spec")
+    if not missing and not (isinstance(spec, dict) and spec.get("model") and spec.get("dataset")):
+        missing.append("spec.model/spec.dataset")
+    if record.get("status") == "ok":
+        missing += [
+            key for key in ("test", "curve") if not isinstance(record.get(key), (dict, list))
+        ]
+    if missing:
+        raise BenchmarkError(f"{path}: record lacks {', '.join(missing)}")
     return record
 
 
@@ -678,7 +705,7 @@ def write_leaderboard(results_dir: Path, out_dir: Path | None = None) -> list[Pa
     board = build_leaderboard(load_records(Path(results_dir)))
     summaries = [summarize(table) for table in board.tables]
     paths = [out_dir / f"leaderboard.{ext}" for ext in ("md", "csv", "tex")]
-    paths[0].write_text(render_markdown(board, summaries))
-    tidy_csv(board, summaries).to_csv(paths[1], index=False)
-    paths[2].write_text(render_latex(board, summaries))
+    write_text_atomic(paths[0], render_markdown(board, summaries))
+    write_text_atomic(paths[1], tidy_csv(board, summaries).to_csv(index=False))
+    write_text_atomic(paths[2], render_latex(board, summaries))
     return paths

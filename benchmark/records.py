@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +13,8 @@ from typing import Any
 
 import psutil
 import torch
+
+from benchmark.paths import check_name, under
 
 SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,23 +25,17 @@ def now() -> str:
 
 
 def record_path(results_dir: Path, dataset: str, model: str, run_id: str) -> Path:
-    return Path(results_dir) / "runs" / dataset / model / f"{run_id}.json"
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".partial")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=1, sort_keys=False)
-        handle.write("\n")
-    os.replace(tmp, path)
+    path = Path(results_dir) / "runs" / check_name(dataset, "dataset") / check_name(model, "model")
+    return under(results_dir, path / f"{check_name(run_id, 'run id')}.json", "run record")
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
+    """The record at ``path``; None when it is missing or unreadable (not JSON, not an object)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return record if isinstance(record, dict) else None
 
 
 def git_commit() -> str:

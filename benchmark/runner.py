@@ -18,12 +18,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.cache import DiskCache, key_hash, save_atomic
+from benchmark.atomic import torch_save_atomic, write_json_atomic
+from benchmark.cache import DiskCache, key_hash
 from benchmark.checkpoints import RunCheckpoints
 from benchmark.data import Protocol, cache_root, dataset_stats, load_sequence_data
 from benchmark.embeddings import DEFAULT_ENCODER, encode_texts
 from benchmark.errors import BenchmarkError
 from benchmark.metrics import metrics_from_ranks, target_ranks
+from benchmark.paths import check_name, under
 from benchmark.records import (
     SCHEMA_VERSION,
     PeakMemory,
@@ -31,7 +33,6 @@ from benchmark.records import (
     now,
     read_record,
     record_path,
-    write_json_atomic,
 )
 from benchmark.registry import Registry, UnknownNameError
 from models.base import Model, ModelConfig, ModelPlugin, SequenceData
@@ -415,7 +416,7 @@ def save_checkpoint(model: Model, spec: RunSpec, path: Path) -> None:
     decoding = model.decoding_state() if hasattr(model, "decoding_state") else None
     if decoding is not None:
         payload["decoding"] = decoding
-    save_atomic(payload, path)
+    torch_save_atomic(path, payload)
 
 
 @dataclass
@@ -493,7 +494,14 @@ def run_batch(
                 checkpoint = (
                     None
                     if save_models is None
-                    else save_models / data.name / name / f"{spec.run_id}.pt"
+                    else under(
+                        save_models,
+                        save_models
+                        / check_name(data.name, "dataset")
+                        / check_name(name, "model")
+                        / f"{spec.run_id}.pt",
+                        "saved model",
+                    )
                 )
                 outcomes.append(
                     _run_one(
@@ -530,6 +538,10 @@ def _run_one(
 ) -> RunOutcome:
     path = record_path(results_dir, spec.dataset, spec.model, spec.run_id)
     existing = read_record(path)
+    if existing is None and path.exists():  # unreadable: keep it for inspection, run again
+        aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
+        path.replace(aside)
+        tqdm.write(f"  warning: {path} could not be read; moved to {aside.name} and re-running")
     checkpoints = RunCheckpoints(cache_root() / "checkpoints", spec.checkpoint_key)
     if force:
         checkpoints.clear()

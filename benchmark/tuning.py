@@ -36,8 +36,10 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
+from benchmark.atomic import write_text_atomic
 from benchmark.data import Protocol, load_sequence_data
 from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.paths import check_name
 from benchmark.records import now
 from benchmark.runner import (
     Pruned,
@@ -181,13 +183,23 @@ def study_name(model: str, dataset: str, profile: str) -> str:
 
 
 def default_storage(results_dir: Path, model: str, dataset: str) -> str:
-    path = Path(results_dir) / "tune" / dataset / f"{model}.db"
+    path = (
+        Path(results_dir)
+        / "tune"
+        / check_name(dataset, "dataset")
+        / f"{check_name(model, 'model')}.db"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path.resolve()}"
 
 
 def tuned_path(results_dir: Path, model: str, dataset: str) -> Path:
-    return Path(results_dir) / "tuned" / dataset / f"{model}.yaml"
+    return (
+        Path(results_dir)
+        / "tuned"
+        / check_name(dataset, "dataset")
+        / f"{check_name(model, 'model')}.yaml"
+    )
 
 
 def load_tuned(results_dir: Path, model: str, dataset: str) -> dict[str, Any]:
@@ -346,15 +358,13 @@ def _save_best(study: optuna.Study, results_dir: Path, model: str, dataset: str)
         f"use with `run --models {model} --dataset {dataset} --profile {attrs['profile']} --tuned`",
         f"study: {study.study_name} (profile {attrs['profile']}, seed {attrs['seed']}, "
         f"dataset fingerprint {attrs['fingerprint']})",
-        f"best validation NDCG@10: {best.value:.6f} (trial {best.number})",
+        f"best validation {attrs['protocol'].get('selection', 'ndcg@10')}: {best.value:.6f} "
+        f"(trial {best.number})",
         f"trials: {sum(counts.get(s.name.lower(), 0) for s in FINISHED)} finished {counts}, "
         f"budget {attrs['budget']}",
         f"date: {now()}",
     ]
     text = "".join(f"# {line}\n" for line in header)
     text += yaml.safe_dump(dict(best.params), sort_keys=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
+    write_text_atomic(path, text)
     return TuneResult(study.study_name, dict(best.params), best.value, best.number, counts, path)

@@ -48,6 +48,12 @@ class StubContext:
     def out_of_budget(self) -> bool:
         return False
 
+    def resume(self, stage: str) -> dict | None:
+        return None
+
+    def checkpoint(self, stage: str, state: dict, final: bool = False) -> None:
+        pass
+
 
 def fitted(model: type | str, data: Any, **overrides: Any) -> Any:
     """A smoke-profile model (class or registry name) with its tokenizer, IDs and recommender

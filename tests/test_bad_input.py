@@ -111,3 +111,15 @@ def test_k_not_positive(tmp_path, capsys):
         run_cli(tmp_path, "--models", "pop", "--ks", "0,10")
     assert info.value.code == 2
     assert "positive" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "..", ".hidden", "", "x\\y"])
+def test_dataset_names_that_would_escape_their_folder_are_refused(tmp_path, capsys, name):
+    data = tmp_path / "data"
+    (data / "evil").mkdir(parents=True)
+    (data / "evil" / "evil.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n")
+    code = run_cli(tmp_path, "--models", "pop", "--dataset", name, "--data-dir", str(data / "x"))
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err
+    assert not (tmp_path / "results").exists()
+    assert not any(p.name.startswith("evil") for p in tmp_path.parent.iterdir())

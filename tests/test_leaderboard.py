@@ -282,3 +282,35 @@ def test_no_codebook_figure_for_a_table_without_semantic_ids(tmp_path: Path) -> 
     names = {path.name for path in write_figures(tmp_path, tmp_path / "figures")}
     assert "toy-smoke_sid_usage.png" in names
     assert "toy-smoke-2.5min_bars.png" in names and "toy-smoke-2.5min_sid_usage.png" not in names
+
+
+def test_training_data_cuts_and_skipped_stages_are_kept_apart(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", 0, [1] * N_USERS)
+    write_run(tmp_path, "a", 0, [0] * N_USERS, config={"train_pairs_per_user": 25})
+    write_run(tmp_path, "b", 0, [1] * N_USERS, diagnostics={"skipped_stages": ["finetune"]})
+    # a record from before skipped_stages existed: best epoch still the first stage's
+    write_run(tmp_path, "c", 0, [1] * N_USERS, diagnostics={"best_epoch": 2, "best_epoch_joint": 2})
+    write_run(tmp_path, "d", 0, [1] * N_USERS, status="paused", error="paused after epoch 3")
+    md, csv, _ = build(tmp_path)
+    assert sorted(csv["table"].unique()) == ["toy-smoke", "toy-smoke-last25"]
+    assert cell(csv, "a", table="toy-smoke")["mean"] == 1.0
+    assert cell(csv, "a", table="toy-smoke-last25")["mean"] == 0.0
+    assert set(csv["model"]) == {"a"}  # b and c skipped a stage, d is still training
+    assert "trained on last 25 pairs per user" in md and "trained on all pairs" in md
+    assert "b seed 0: kept out of the table, its budget ended before its finetune stage" in md
+    assert "c seed 0: kept out" in md and "paused" not in md
+
+
+def test_unreadable_records_are_skipped_with_a_warning(tmp_path: Path, capsys) -> None:
+    write_run(tmp_path, "a", 0)
+    folder = tmp_path / "runs" / "toy" / "a"
+    (folder / "truncated.json").write_text('{"schema_version": 1, "run_')
+    (folder / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
+    (folder / "list.json").write_text("[1, 2]")
+    (folder / "fieldless.json").write_text('{"schema_version": 1, "status": "ok"}')
+    md, csv, _ = build(tmp_path)
+    err = capsys.readouterr().err
+    assert set(csv["model"]) == {"a"}
+    for name in ("truncated", "binary", "list", "fieldless"):
+        assert f"{name}.json" in err
+    assert err.count("warning: skipped") == 4 and "Traceback" not in err

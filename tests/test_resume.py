@@ -16,6 +16,12 @@ SMOKE = dict(datasets=["ml-tiny"], profile="smoke", data_dir=FIXTURE_DIR, quiet=
 LONG = ["epochs=4", "patience=10"]
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    """Artifacts of these runs stay out of the session cache that other test files inspect."""
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))
+
+
 class Killed(BaseException):
     """Stands for SIGKILL: nothing after it runs, no record is written."""
 
@@ -36,6 +42,7 @@ def record(outcome) -> dict:
 
 
 def same_result(a: dict, b: dict) -> None:
+    """Same ranks, metrics and curve (wall-clock timings aside)."""
     assert a["test_ranks"] == b["test_ranks"]
     assert a["valid"] == b["valid"]
     timing = ("seconds", "valid_seconds")

@@ -135,3 +135,11 @@ def test_label_names_a_variant_in_the_leaderboard(tmp_path):
     write_leaderboard(tmp_path)
     table = (tmp_path / "leaderboard.md").read_text()
     assert "| pop (variant)" in table and "| pop " in table
+
+
+def test_an_unreadable_record_is_moved_aside_and_the_run_redone(tmp_path):
+    first = run_batch(["pop"], results_dir=tmp_path, **SMOKE)[0]
+    first.path.write_text('{"status": "ok", "trunc')  # a record cut by a crash
+    again = run_batch(["pop"], results_dir=tmp_path, **SMOKE)[0]
+    assert again.status == "ok" and json.loads(again.path.read_text())["status"] == "ok"
+    assert len(list(first.path.parent.glob(f"{first.path.name}.unreadable-*"))) == 1
