@@ -14,8 +14,9 @@ cd "$(dirname "$0")/.."
 DATASETS=${DATASETS:-office ml-100k}
 SEEDS=${SEEDS:-0 1 2}
 # sasrec first on worker A: its seed-0 run is the teacher LETTER and UniGRec read from the cache
-WORKER_A=${WORKER_A:-sasrec,letter,letter+soda,unigrec,unigrec+soda,gru4rec}
-WORKER_B=${WORKER_B:-pop,tiger,tiger+soda,diger,diger+soda,narm}
+# (the cheap baselines early, so every table soon has its reference rows)
+WORKER_A=${WORKER_A:-sasrec,letter,gru4rec,letter+soda,unigrec,unigrec+soda}
+WORKER_B=${WORKER_B:-pop,tiger,narm,tiger+soda,diger,diger+soda}
 mkdir -p results/logs
 
 worker() {
