@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from benchmark.atomic import torch_save_atomic, write_text_atomic
+from benchmark.claims import exclusive
 from models.training import isolated_rng
 
 # numpy arrays unpickle through these; none of them can run code, unlike a general pickle
@@ -58,24 +59,35 @@ class DiskCache:
         return self.root / kind / f"{key_hash(key)}.pt"
 
     def get_or_create(self, kind: str, key: dict[str, Any], create: Callable[[], Any]) -> Any:
-        """Load the artifact for ``key`` or build it with ``create()`` and store it atomically."""
+        """Load the artifact for ``key`` or build it with ``create()`` and store it atomically.
+        Workers sharing the cache build each artifact once: a second one waits for the first."""
         path = self.path(kind, key)
-        if path.exists():
-            try:
-                value = load_safely(path)
-            except ValueError as exc:
-                warnings.warn(
-                    f"cache artifact {path} cannot be loaded safely ({exc}); rebuilding it",
-                    stacklevel=2,
-                )
-            else:
-                self.hits.append(f"{kind}/{path.stem}")
+        value = self._load(path, kind)
+        if value is not None:
+            return value
+        with exclusive(path.with_suffix(".lock")):
+            value = self._load(path, kind)  # built by another worker while this one waited
+            if value is not None:
                 return value
-        # Under its own seeded generators: building the artifact must not move the run's random
-        # stream, or a cold cache and a warm one would give the same run id different numbers.
-        with isolated_rng(int(key_hash(key)[:8], 16)):
-            value = create()
-        torch_save_atomic(path, value)
-        key_text = json.dumps(key, sort_keys=True, default=str, indent=1)
-        write_text_atomic(path.with_suffix(".json"), key_text)
+            # Under its own seeded generators: building the artifact must not move the run's
+            # random stream, or a cold and a warm cache would give one run id different numbers.
+            with isolated_rng(int(key_hash(key)[:8], 16)):
+                value = create()
+            torch_save_atomic(path, value)
+            key_text = json.dumps(key, sort_keys=True, default=str, indent=1)
+            write_text_atomic(path.with_suffix(".json"), key_text)
+        return value
+
+    def _load(self, path: Path, kind: str) -> Any:
+        if not path.exists():
+            return None
+        try:
+            value = load_safely(path)
+        except ValueError as exc:
+            warnings.warn(
+                f"cache artifact {path} cannot be loaded safely ({exc}); rebuilding it",
+                stacklevel=3,
+            )
+            return None
+        self.hits.append(f"{kind}/{path.stem}")
         return value

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from benchmark.atomic import torch_save_atomic, write_json_atomic
 from benchmark.cache import DiskCache, key_hash
 from benchmark.checkpoints import RunCheckpoints
+from benchmark.claims import claim_owner, try_claim
 from benchmark.data import Protocol, cache_root, dataset_stats, load_sequence_data
 from benchmark.embeddings import DEFAULT_ENCODER, encode_texts
 from benchmark.errors import BenchmarkError
@@ -422,7 +423,7 @@ def save_checkpoint(model: Model, spec: RunSpec, path: Path) -> None:
 @dataclass
 class RunOutcome:
     spec: RunSpec
-    status: str  # ok | failed | skipped
+    status: str  # ok | failed | paused | skipped (done before) | claimed (another worker's)
     record: dict[str, Any] | None
     path: Path
 
@@ -522,7 +523,31 @@ def run_batch(
     return outcomes
 
 
-def _run_one(
+def claim_path(results_dir: Path, spec: RunSpec) -> Path:
+    """The lock file a worker holds while it trains ``spec`` (see :mod:`benchmark.claims`)."""
+    record = record_path(results_dir, spec.dataset, spec.model, spec.run_id)
+    return Path(results_dir) / ".claims" / record.relative_to(Path(results_dir) / "runs")
+
+
+def _run_one(spec, cls, config, data, stats, protocol, results_dir, *args, **kwargs) -> RunOutcome:
+    """Claim the run, so that workers sharing ``results_dir`` train it once; a run claimed by
+    a live worker is left to it (status ``claimed``)."""
+    claim = try_claim(claim_path(results_dir, spec).with_suffix(".lock"))
+    if claim is None:
+        path = record_path(results_dir, spec.dataset, spec.model, spec.run_id)
+        owner = claim_owner(claim_path(results_dir, spec).with_suffix(".lock")) or {}
+        tqdm.write(
+            f"  {spec.model} on {spec.dataset} seed {spec.seed}: being trained by "
+            f"{owner.get('host', '?')} pid {owner.get('pid', '?')}; left to it"
+        )
+        return RunOutcome(spec, "claimed", read_record(path), path)
+    try:
+        return _run_claimed(spec, cls, config, data, stats, protocol, results_dir, *args, **kwargs)
+    finally:
+        claim.release()
+
+
+def _run_claimed(
     spec,
     cls,
     config,

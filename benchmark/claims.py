@@ -1,0 +1,75 @@
+"""Exclusive claims, so workers sharing a grid (or a cache) never do the same work twice.
+
+A claim is an advisory ``flock`` on a lock file: the kernel releases it when its process exits,
+however it exits (kill -9 included), so a dead worker's claim expires by itself and the next
+worker takes it over; no heartbeat or clean-up is needed. The file records the owner's host, pid
+and start time for humans (``launch --status``, ``ls``). ``flock`` works across processes on one
+machine and on network file systems that support it (NFSv4, Lustre with ``flock`` mounted).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class Claim:
+    """A held claim; :meth:`release` (or garbage collection of the process) lets it go."""
+
+    def __init__(self, path: Path, handle) -> None:
+        self.path, self._handle = path, handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+def try_claim(path: Path) -> Claim | None:
+    """Claim ``path`` (a lock file, created if missing) or return None when a live process
+    holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - kept open for the claim's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    owner = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps(owner) + "\n")
+    handle.flush()
+    return Claim(path, handle)
+
+
+def claim_owner(path: Path) -> dict | None:
+    """Who holds the claim at ``path`` (None when nobody does)."""
+    claim = try_claim(path)
+    if claim is not None:
+        claim.release()
+        return None
+    try:
+        return json.loads(path.read_text() or "null")
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Block until this process holds ``path``'s lock (for short critical sections, such as
+    building one cache artifact that another worker may be building too)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
