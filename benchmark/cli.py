@@ -14,11 +14,16 @@ DEFAULT_DATASET = "ml-100k"
 
 def _seeds(text: str) -> list[int]:
     try:
-        return [int(s) for s in split_names(text)]
+        seeds = [int(s) for s in split_names(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"seeds must be integers like 0,1,2, got {text!r}"
         ) from None
+    if not seeds or any(not 0 <= s < 2**32 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(
+            f"seeds must be distinct integers in 0..{2**32 - 1}, like 0,1,2; got {text!r}"
+        )
+    return seeds
 
 
 def _ks(text: str) -> tuple[int, ...]:

@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,19 +261,52 @@ def materialize_atomic(card: DatasetCard, data_dir: Path | None, cache_dir: Path
             stamp.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     check_name(card.name, "dataset")
     root = under(cache_dir, cache_dir / "atomic" / f"{card.name}-{stamp.hexdigest()[:12]}")
-    inter_file = root / card.name / f"{card.name}.inter"
-    if inter_file.exists():
+    if _verified(root, card.name):
         return root
     inter, text = READERS[card.format](card, data_dir)
     if inter.empty:
         raise DataError(f"dataset {card.name!r} has no interactions")
-    tmp = root / card.name / ".partial"
-    tmp.mkdir(parents=True, exist_ok=True)
+    # Staged in a folder of this process's own, published with one rename: concurrent
+    # conversions never share files, and a kill leaves no half-written dataset in place.
+    stage = root.parent / f".{root.name}.{os.getpid()}.partial"
+    shutil.rmtree(stage, ignore_errors=True)
+    (stage / card.name).mkdir(parents=True)
     header = "user_id:token\titem_id:token\ttimestamp:float\n"
     body = inter[["user", "item", "timestamp"]].to_csv(sep="\t", header=False, index=False)
-    (tmp / f"{card.name}.inter").write_text(header + body)
-    (tmp / "item_text.json").write_text(json.dumps(text))
-    for written in tmp.iterdir():
-        os.replace(written, root / card.name / written.name)
-    tmp.rmdir()
+    inter_bytes = (header + body).encode("utf-8")
+    (stage / card.name / f"{card.name}.inter").write_bytes(inter_bytes)
+    (stage / card.name / "item_text.json").write_text(json.dumps(text))
+    manifest = {
+        "rows": len(inter),
+        "inter_sha1": hashlib.sha1(inter_bytes).hexdigest(),
+        "items_with_text": len(text),
+    }
+    (stage / card.name / MANIFEST).write_text(json.dumps(manifest))
+    if root.exists():  # a broken earlier conversion: set it aside, then replace it
+        shutil.rmtree(root, ignore_errors=True)
+    try:
+        os.rename(stage, root)
+    except OSError:  # another process published first; its copy is verified on use
+        shutil.rmtree(stage, ignore_errors=True)
+    if not _verified(root, card.name):
+        raise DataError(f"dataset {card.name!r}: the converted copy in {root} failed its check")
     return root
+
+
+MANIFEST = "manifest.json"
+
+
+def _verified(root: Path, name: str) -> bool:
+    """True when ``root`` holds a complete conversion: its manifest's row count and checksum
+    match the atomic file (a truncated or half-published copy is rebuilt, never used)."""
+    folder = root / name
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        data = (folder / f"{name}.inter").read_bytes()
+        json.loads((folder / "item_text.json").read_text())
+    except (OSError, ValueError):
+        return False
+    rows = data.count(b"\n") - 1  # minus the header
+    return rows == manifest.get("rows") and hashlib.sha1(data).hexdigest() == manifest.get(
+        "inter_sha1"
+    )

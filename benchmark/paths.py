@@ -4,6 +4,7 @@ outside them."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -30,3 +31,16 @@ def under(root: Path, path: Path, what: str = "output") -> Path:
     if resolved != resolved_root and resolved_root not in resolved.parents:
         raise BenchmarkError(f"refusing to write {what} {path}: it is outside {root}")
     return path
+
+
+def check_writable_folder(folder: Path, what: str, flag: str) -> None:
+    """Fail before any work when ``folder`` cannot hold results: it is a file, or it (or the
+    nearest existing parent) is not writable."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise BenchmarkError(f"{what} {folder} is a file, not a folder; pass another {flag}")
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise BenchmarkError(f"{what} {folder} is not writable ({probe}); pass another {flag}")

@@ -26,7 +26,7 @@ from benchmark.data import Protocol, cache_root, dataset_stats, load_sequence_da
 from benchmark.embeddings import DEFAULT_ENCODER, encode_texts
 from benchmark.errors import BenchmarkError
 from benchmark.metrics import metrics_from_ranks, target_ranks
-from benchmark.paths import check_name, under
+from benchmark.paths import check_name, check_writable_folder, under
 from benchmark.records import (
     SCHEMA_VERSION,
     PeakMemory,
@@ -458,6 +458,9 @@ def run_batch(
     ``save_models``: a folder that receives each trained model as
     ``<dataset>/<model>/<run_id>.pt`` (path in the record's ``checkpoint``)."""
     seeds = seeds if seeds is not None else [0]
+    check_writable_folder(results_dir, "results folder", "--results-dir")
+    if save_models is not None:
+        check_writable_folder(save_models, "model folder", "--save-models")
     protocol = protocol or Protocol()
     stop_at = time.monotonic() + 60 * stop_after_minutes if stop_after_minutes else None
     device = device or default_device()

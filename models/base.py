@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,12 +41,23 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """Base class of every model's config. Subclasses add typed fields with defaults."""
+    """Base class of every model's config. Subclasses add typed fields with defaults.
+
+    Values are checked on creation (:meth:`__post_init__`): a field listed in ``CHOICES`` takes
+    one of its values; every int field is at least 1 unless listed in ``ZERO_ALLOWED`` (where
+    0 means "off" or "all"); learning rates (fields named ``lr`` or ``*_lr``) are positive and
+    finite; ``dropout`` lies in [0, 1); other floats are finite."""
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}
+    ZERO_ALLOWED: ClassVar[frozenset[str]] = frozenset()
 
     batch_size: int = 256
     lr: float = 1e-3
     epochs: int = 10  # the cap: training stops earlier when validation stops improving
     patience: int = 3  # early-stopping patience in epochs on the validation selection metric
+
+    def __post_init__(self) -> None:
+        check_values(self)
 
     @classmethod
     def build(cls, profile: str, profiles: dict[str, dict[str, Any]], overrides: dict[str, Any]):
@@ -62,6 +74,31 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_values(config: ModelConfig) -> None:
+    """Raise :class:`ConfigError` for a value outside its field's declared range or choices."""
+    name = type(config).__name__
+    for f in dataclasses.fields(config):
+        key, value = f.name, getattr(config, f.name)
+        choices = config.CHOICES.get(key)
+        if choices is not None and value not in choices:
+            close = difflib.get_close_matches(str(value), choices, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{name}: {key}={value!r} is not one of {', '.join(choices)}{hint}")
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            low = 0 if key in config.ZERO_ALLOWED else 1
+            if value < low:
+                raise ConfigError(f"{name}: {key}={value} must be an integer >= {low}")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise ConfigError(f"{name}: {key}={value} must be a finite number")
+            if (key == "lr" or key.endswith("_lr")) and value <= 0:
+                raise ConfigError(f"{name}: learning rate {key}={value} must be positive")
+            if key == "dropout" and not 0 <= value < 1:
+                raise ConfigError(f"{name}: dropout={value} must lie in [0, 1)")
 
 
 def coerce_field(cls: type, key: str, value: Any, source: str = "--set") -> Any:

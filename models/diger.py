@@ -116,18 +116,17 @@ class DigerConfig(GenerativeConfig):
     freeze_encoder: str = "scripts"
     digit_size: int = 256
 
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        **GenerativeConfig.CHOICES,
+        "assignment": ("gumbel", "ste"),
+        "decay": DECAYS,
+        "freeze_encoder": FREEZE,
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.assignment not in ("gumbel", "ste"):
-            raise ConfigError(f"assignment must be 'gumbel' or 'ste', not {self.assignment!r}")
-        if self.decay not in DECAYS:
-            raise ConfigError(f"decay must be one of {', '.join(DECAYS)}, not {self.decay!r}")
         if self.tokenizer != "rqvae":
             raise ConfigError("diger trains its RQ-VAE jointly: tokenizer must be 'rqvae'")
-        if self.freeze_encoder not in FREEZE:
-            raise ConfigError(
-                f"freeze_encoder must be one of {', '.join(FREEZE)}, not {self.freeze_encoder!r}"
-            )
 
     @property
     def frozen_encoder_layers(self) -> str:

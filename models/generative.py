@@ -92,13 +92,16 @@ class GenerativeConfig(ModelConfig):
     # baseline does. A cut is a different protocol: the leaderboard keys its tables by it.
     train_pairs_per_user: int = 0
 
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "tokenizer": TOKENIZERS,
+        "lr_schedule": SCHEDULES,
+    }
+    ZERO_ALLOWED: ClassVar[frozenset[str]] = frozenset({"warmup_steps", "train_pairs_per_user"})
+
     def __post_init__(self) -> None:
-        if self.tokenizer not in TOKENIZERS:
-            raise ConfigError(f"tokenizer={self.tokenizer!r} is not one of {', '.join(TOKENIZERS)}")
-        if self.lr_schedule not in SCHEDULES:
-            raise ConfigError(
-                f"lr_schedule={self.lr_schedule!r} is not one of {', '.join(SCHEDULES)}"
-            )
+        super().__post_init__()
+        if self.tokenizer == "external" and not self.sid_file:
+            raise ConfigError("tokenizer=external needs --set sid_file=PATH (a LETTER-format JSON)")
 
 
 class GenerativeRecommender(NetModel):

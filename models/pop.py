@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -12,6 +13,8 @@ from models.base import FitContext, Model, ModelConfig, SequenceData
 
 @dataclass
 class PopConfig(ModelConfig):
+    ZERO_ALLOWED: ClassVar[frozenset[str]] = frozenset({"epochs"})  # nothing to train
+
     epochs: int = 0
 
 

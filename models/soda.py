@@ -140,16 +140,12 @@ def soda_config(base: type[GenerativeConfig], name: str) -> type[GenerativeConfi
 
     @dataclass
     class Config(base, SodaFields):  # type: ignore[valid-type, misc]
+        CHOICES = {**base.CHOICES, "soda_kl": KL_DIRECTIONS, "soda_sampling": SAMPLINGS}
+
         def __post_init__(self) -> None:
             getattr(base, "__post_init__", lambda self: None)(self)
-            if self.soda_kl not in KL_DIRECTIONS:
-                raise ConfigError(f"soda_kl must be one of {KL_DIRECTIONS}, not {self.soda_kl!r}")
-            if self.soda_sampling not in SAMPLINGS:
-                raise ConfigError(
-                    f"soda_sampling must be one of {SAMPLINGS}, not {self.soda_sampling!r}"
-                )
-            if self.soda_negatives < 1 or self.soda_tau <= 0:
-                raise ConfigError("soda_negatives must be >= 1 and soda_tau > 0")
+            if self.soda_tau <= 0:
+                raise ConfigError(f"soda_tau={self.soda_tau} must be > 0")
             if self.tokenizer != "rqvae":
                 raise ConfigError(
                     f"soda reads the RQ-VAE's code distances: tokenizer must be 'rqvae', "

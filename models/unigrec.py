@@ -111,6 +111,12 @@ class UniGRecConfig(GenerativeConfig):
     finetune_patience: int = 10
     digit_size: int = 101  # collision-digit tokens (authors: indices 0..100)
 
+    # finetune_epochs=0 skips stage 3; distillation may start at the first joint epoch
+    ZERO_ALLOWED: ClassVar[frozenset[str]] = GenerativeConfig.ZERO_ALLOWED | {
+        "finetune_epochs",
+        "distill_start_epoch",
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.tokenizer != "rqvae":

@@ -61,7 +61,9 @@ def fitted(model: type | str, data: Any, **overrides: Any) -> Any:
     from benchmark.runner import build_config, resolve_model
 
     cls = resolve_model(model) if isinstance(model, str) else model
-    built = cls(build_config(cls, "smoke", {"epochs": 0, **overrides}))
+    config = build_config(cls, "smoke", overrides)
+    config.epochs = 0  # below the range a user may set: build the model without training it
+    built = cls(config)
     built.fit(data, StubContext(data.n_items))
     return built
 

@@ -123,3 +123,46 @@ def test_dataset_names_that_would_escape_their_folder_are_refused(tmp_path, caps
     assert code == 2 and err.startswith("error: ") and "Traceback" not in err
     assert not (tmp_path / "results").exists()
     assert not any(p.name.startswith("evil") for p in tmp_path.parent.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--models", "tiger", "--set", "tokenizer=rkmean"], "did you mean 'rkmeans'"),
+        (["--models", "tiger", "--set", "lr=0"], "must be positive"),
+        (["--models", "tiger", "--set", "lr=inf"], "finite"),
+        (["--models", "sasrec", "--set", "epochs=0"], "epochs=0 must be an integer >= 1"),
+        (["--models", "tiger", "--set", "dropout=1"], "dropout=1.0 must lie in [0, 1)"),
+        (["--models", "tiger", "--set", "tokenizer=external"], "sid_file"),
+        (["--models", "diger", "--set", "decay=frqd"], "did you mean 'frqud'"),
+        (["--models", "pop,pop"], "more than once"),
+        (["--models", " , "], "--models is empty"),
+        (["--models", "pop", "--ks", "5,5"], "distinct"),
+        (["--models", "pop", "--ks", "5", "--select", "ndcg@10"], "needs K=10"),
+    ],
+)
+def test_bad_values_are_one_clear_line_and_nothing_is_written(tmp_path, capsys, args, needle):
+    code = run_cli(tmp_path, *args, "--dataset", "ml-tiny", "--data-dir", str(FIXTURE_DIR))
+    check(capsys, code, needle)
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--seeds", "-1"], ["--seeds", str(2**32)], ["--seeds", "0,0"], ["--threads", "0"]],
+)
+def test_bad_flag_values_are_usage_errors(tmp_path, capsys, args):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(tmp_path, "--models", "pop", *args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+
+
+def test_a_results_folder_that_cannot_be_written_fails_before_training(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    base = ["run", "--models", "pop", "--dataset", "ml-tiny", "--data-dir", str(FIXTURE_DIR)]
+    check(capsys, main([*base, "--results-dir", str(afile)]), "is a file, not a folder")
+    check(capsys, main([*base, "--results-dir", str(afile / "sub")]), "not writable")
+    assert afile.read_text() == "x"

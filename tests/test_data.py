@@ -122,3 +122,16 @@ def test_recent_training_rows_keeps_each_users_latest_pairs(tiny_data):
         all_rows = np.flatnonzero(d.train_users == user)
         assert idx == all_rows[-3:].tolist()  # the three most recent (longest) prefixes
     assert len(d.recent_training_rows(0)) == len(d.train_targets)
+
+
+def test_a_truncated_conversion_is_detected_and_rebuilt(tmp_path):
+    from benchmark.datasets import find_card, materialize_atomic
+
+    card = find_card("ml-tiny", FIXTURE_DIR)
+    root = materialize_atomic(card, FIXTURE_DIR, tmp_path)
+    inter = root / "ml-tiny" / "ml-tiny.inter"
+    whole = inter.read_bytes()
+    inter.write_bytes(whole[: len(whole) // 2])  # a conversion cut in half
+    assert materialize_atomic(card, FIXTURE_DIR, tmp_path) == root
+    assert inter.read_bytes() == whole
+    assert not list(root.parent.glob("*.partial"))

@@ -65,7 +65,7 @@ def test_resume_counts_earlier_trials_and_run_tuned_uses_the_yaml(tmp_path, smal
     # The best configuration, only the tuned keys, with metadata comments.
     text = second.path.read_text()
     assert second.path == tmp_path / "tuned" / "ml-tiny" / "sasrec.yaml"
-    assert "# study: sasrec-ml-tiny-smoke" in text and "best validation NDCG@10" in text
+    assert "# study: sasrec-ml-tiny-smoke" in text and "best validation ndcg@10:" in text
     tuned = tuning.load_tuned(tmp_path, "sasrec", "ml-tiny")
     assert tuned == study.best_params == second.best_params
 
