@@ -1,6 +1,6 @@
 """User-facing errors: the CLI prints their message on one line, never a traceback."""
 
-from models.base import ConfigError
+from models.errors import ConfigError
 
 
 class BenchmarkError(Exception):

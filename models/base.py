@@ -32,11 +32,9 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import torch
 
+from models.errors import ConfigError
 from models.training import jsonable
 
-
-class ConfigError(ValueError):
-    """A configuration key or value is wrong; the message says how to fix it."""
 
 
 @dataclass
