@@ -36,7 +36,6 @@ from models.errors import ConfigError
 from models.training import jsonable
 
 
-
 @dataclass
 class ModelConfig:
     """Base class of every model's config. Subclasses add typed fields with defaults.
