@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--time-budget",
-        type=float,
+        type=_positive_float,
         default=None,
         metavar="MINUTES",
         help="cap each run's training time; it stops after the epoch that exceeds it",
@@ -154,7 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="finished trials the study should hold (a resumed study counts its earlier ones)",
     )
     tune.add_argument(
-        "--timeout", type=float, default=None, help="stop starting trials after S seconds"
+        "--timeout",
+        type=_positive_float,
+        default=None,
+        help="stop starting trials after S seconds (default: no limit)",
     )
     tune.add_argument(
         "--storage",
@@ -166,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--data-dir", type=Path, default=None)
     tune.add_argument("--results-dir", type=Path, default=Path("results"))
     tune.add_argument("--quiet", action="store_true")
-    tune.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    tune.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
 
     ls = sub.add_parser("ls", help="list registered models and datasets")
     ls.add_argument("--names", action="store_true", help="only model names, comma-separated")

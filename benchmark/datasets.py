@@ -20,8 +20,10 @@ from __future__ import annotations
 import ast
 import gzip
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,20 +125,58 @@ def find_card(name: str, data_dir: Path | None) -> DatasetCard:
 # Readers: each returns (interactions DataFrame[user, item, timestamp], {item token: text}).
 
 
+def read_text_file(path: Path) -> str:
+    """The UTF-8 text of a data file, or a :class:`DataError` naming the file, the line and the
+    fix (a folder, a binary file or another encoding)."""
+    if path.is_dir():
+        raise DataError(f"{path} is a folder where a data file belongs; put the file there")
+    raw = path.read_bytes()
+    if b"\x00" in raw[:65536]:
+        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+        raise DataError(f"binary data (a NUL byte) in {path}:{line}; give a UTF-8 text file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"byte 0x{raw[exc.start]:02x} is not UTF-8 in {path}:{line}; re-save the file as "
+            "UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
 def _read_atomic_table(path: Path) -> pd.DataFrame:
-    """Read a RecBole atomic file, checking its ``name:type`` header."""
-    with open(path, encoding="utf-8") as handle:
-        header = handle.readline().rstrip("\n").split("\t")
+    """Read a RecBole atomic file, checking its ``name:type`` header and row widths."""
+    text = read_text_file(path)
+    if not text.strip():
+        raise DataError(f"{path} is empty; the first line names the columns, then one row each")
+    header = text.split("\n", 1)[0].rstrip("\r").split("\t")
     for column in header:
         name, sep, kind = column.partition(":")
         if not sep or kind not in ("token", "token_seq", "float", "float_seq"):
             raise DataError(
-                f"{path}: header column {column!r} is not 'name:type' with type token, "
+                f"header column {column!r} is not 'name:type' in {path}:1; use types token, "
                 f"token_seq, float or float_seq (e.g. 'user_id:token	item_id:token	"
                 f"timestamp:float')"
             )
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
-    table.columns = [c.split(":")[0] for c in header]
+    names = [c.split(":")[0] for c in header]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise DataError(f"column {', '.join(duplicates)} appears twice in {path}:1; keep one")
+    try:
+        table = pd.read_csv(
+            io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, quoting=3
+        )
+    except pd.errors.ParserError as exc:
+        found = re.search(r"line (\d+), saw (\d+)", str(exc))
+        where = f"{path}:{found.group(1)}" if found else str(path)
+        width = f" has {found.group(2)} fields" if found else " has the wrong number of fields"
+        raise DataError(
+            f"a row{width}, the header {len(header)}, in {where}; tab-separate exactly "
+            f"{len(header)} values per row"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"no header in {path}:1; the first line names the columns") from None
+    table.columns = names
     return table
 
 
@@ -170,36 +210,75 @@ def read_atomic(card: DatasetCard, data_dir: Path | None) -> tuple[pd.DataFrame,
     return inter, text
 
 
+def _parse_json(path: Path) -> Any:
+    try:
+        return json.loads(read_text_file(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"invalid JSON ({exc.msg}) in {path}:{exc.lineno}; fix the file") from None
+    except RecursionError:
+        raise DataError(f"JSON nested too deeply in {path}; flatten the file") from None
+
+
 def read_json(card: DatasetCard, data_dir: Path | None) -> tuple[pd.DataFrame, dict[str, str]]:
     inter_path = card.resolve("inter", data_dir)
-    try:
-        sequences = json.loads(inter_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{inter_path}: not valid JSON ({exc})") from None
+    sequences = _parse_json(inter_path)
+    shape = 'an object {"<user>": [<item>, ...]} of chronological item lists'
+    if not isinstance(sequences, dict) or not sequences:
+        raise DataError(f"{inter_path} is not {shape}; got {type(sequences).__name__}")
     users, items, times = [], [], []
     for user, seq in sequences.items():
+        if not isinstance(seq, list) or not all(
+            isinstance(i, (int, str)) and not isinstance(i, bool) for i in seq
+        ):
+            raise DataError(
+                f"user {user!r} in {inter_path} has {str(seq)[:60]!r}, not a list of item ids; "
+                f"the file must be {shape}"
+            )
         users.extend([str(user)] * len(seq))
         items.extend(str(i) for i in seq)
         times.extend(range(len(seq)))  # lists are chronological; the position is the time
     inter = pd.DataFrame({"user": users, "item": items, "timestamp": pd.Series(times, dtype=float)})
     text: dict[str, str] = {}
     if "item" in card.files:
-        meta = json.loads(card.resolve("item", data_dir).read_text())
+        item_path = card.resolve("item", data_dir)
+        meta = _parse_json(item_path)
+        if not isinstance(meta, dict) or not all(isinstance(v, dict) for v in meta.values()):
+            raise DataError(
+                f'{item_path} is not an object {{"<item>": {{"title": ..., ...}}}} of item '
+                "fields; fix its shape"
+            )
         text = _join_text(meta, card.text_fields)
     return inter, text
 
 
 def _read_json_lines(path: Path) -> list[dict[str, Any]]:
+    if path.is_dir():
+        raise DataError(f"{path} is a folder where a data file belongs; put the file there")
     rows = []
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                try:  # the 2014 metadata files hold Python dict literals
-                    rows.append(ast.literal_eval(line))
-                except (ValueError, SyntaxError):
-                    raise DataError(f"{path}: line {number} is neither JSON nor a dict") from None
+    number = 0
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    try:  # the 2014 metadata files hold Python dict literals
+                        row = ast.literal_eval(line)
+                    except (ValueError, SyntaxError, MemoryError):
+                        raise DataError(
+                            f"neither JSON nor a dict literal in {path}:{number}; fix that line"
+                        ) from None
+                if not isinstance(row, dict):
+                    raise DataError(f"a {type(row).__name__}, not an object, in {path}:{number}")
+                rows.append(row)
+    except gzip.BadGzipFile:
+        raise DataError(f"{path} is not a gzip file; give the .json.gz as downloaded") from None
+    except EOFError:
+        raise DataError(f"{path} ends early (truncated download) after line {number}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"text that is not UTF-8 in {path}:{number + 1}") from None
+    except RecursionError:
+        raise DataError(f"a value nested too deeply in {path}:{number}; fix that line") from None
     return rows
 
 

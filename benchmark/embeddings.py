@@ -32,10 +32,18 @@ def encode_texts(
     batch_size: int = 256,
     progress: bool | None = None,
 ) -> np.ndarray:
-    """L2-normalised embeddings of ``texts`` (float32). Empty texts embed the empty string."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
+    """L2-normalised embeddings of ``texts`` (float32). Empty texts embed the empty string.
 
+    The model loads with the Hugging Face hub offline (nothing is downloaded at run time; the
+    setting is restored afterwards) and, unless ``progress``, without progress bars."""
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    saved = os.environ.get("HF_HUB_OFFLINE")
+    bars = hf_logging.is_progress_bar_enabled()
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    if not progress:
+        hf_logging.disable_progress_bar()
     try:
         model = SentenceTransformer(encoder_path(encoder), device="cpu")
     except OSError as exc:
@@ -43,6 +51,13 @@ def encode_texts(
             f"cannot load sentence encoder {encoder!r} offline ({exc}); use the default "
             f"{DEFAULT_ENCODER!r} or a local model folder"
         ) from None
+    finally:
+        if saved is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved
+        if bars:
+            hf_logging.enable_progress_bar()
     vectors = model.encode(
         texts,
         batch_size=batch_size,

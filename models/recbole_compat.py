@@ -20,8 +20,10 @@ one fails loudly:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
+import shutil
 import sys
 import tempfile
 import warnings
@@ -74,7 +76,8 @@ __all__ = [
     "recbole_config",
 ]
 
-_SCRATCH = tempfile.mkdtemp(prefix="genrec-recbole-")
+_SCRATCH = tempfile.mkdtemp(prefix="genrec-recbole-")  # RecBole wants a checkpoint folder
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)  # nothing is ever written there
 
 
 @contextlib.contextmanager

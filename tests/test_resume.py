@@ -174,3 +174,20 @@ def test_a_planted_pickle_in_the_cache_is_refused_and_rebuilt(tmp_path):
     assert any("cannot be loaded safely" in str(w.message) for w in caught)
     assert np.array_equal(value, np.ones(3))
     assert np.array_equal(cache.get_or_create("text-embeddings", {"k": 1}, None), np.ones(3))
+
+
+def test_a_truncated_cache_artifact_is_rebuilt(tmp_path):
+    import warnings
+
+    import numpy as np
+
+    from benchmark.cache import DiskCache
+
+    cache = DiskCache(tmp_path)
+    cache.get_or_create("thing", {"k": 2}, lambda: np.arange(1000))
+    path = cache.path("thing", {"k": 2})
+    path.write_bytes(path.read_bytes()[:100])  # cut, as a full disk or a crash would
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = cache.get_or_create("thing", {"k": 2}, lambda: np.arange(1000))
+    assert np.array_equal(value, np.arange(1000)) and not cache.hits
