@@ -369,6 +369,8 @@ def execute_run(
         checkpoints=checkpoints,
         stop_at=stop_at,
     )
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     with PeakMemory() as memory:
         model.fit(data, ctx)
         train_seconds = ctx.elapsed()
@@ -393,6 +395,11 @@ def execute_run(
         "eval_seconds": round(eval_seconds, 2),
         "test_users_per_second": round(len(test_ranks) / max(eval_seconds, 1e-9), 1),
         "peak_rss_mb": round(memory.peak_mb, 1),
+        **(
+            {"peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)}
+            if device.type == "cuda"
+            else {}
+        ),
         "cache_hits": cache.hits,
         "stopped_by_budget": ctx.stopped_by_budget,
         "resumed_from": ctx.resumed_from,

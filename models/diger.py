@@ -186,7 +186,10 @@ class DIGER(JointTokenizerMixin, GenerativeRecommender):
         pretrain = self.rqvae_config(embeddings.shape[1])
 
         def create() -> dict[str, torch.Tensor]:
-            return train_rqvae(embeddings, pretrain, ctx.seed, progress=ctx.progress).state_dict()
+            rqvae = train_rqvae(
+                embeddings, pretrain, ctx.seed, progress=ctx.progress, device=ctx.device
+            )
+            return rqvae.cpu().state_dict()
 
         state = ctx.cache.get_or_create("rqvae-state", self.tokenizer_key(data, ctx), create)
         assignment = Assignment.HARD if c.assignment == "ste" else Assignment.GUMBEL
@@ -212,7 +215,7 @@ class DIGER(JointTokenizerMixin, GenerativeRecommender):
         """Train-time tokenizer pass over item ids ``[U]`` (1..n): the quantizer's output, the
         latent ``z`` ``[U, d]`` and which items got Gumbel noise ``[U]`` (bool)."""
         c = self.config
-        z = self.tokenizer.encoder(self.inputs[items - 1])
+        z = self.tokenizer.encode(self.inputs[items - 1])
         noisy = (
             self.tokenizer.training
             and c.assignment == "gumbel"

@@ -180,6 +180,8 @@ class GenerativeRecommender(NetModel):
             "codebook_size": c.codebook_size,
             "rq": rq,
             "seed": ctx.seed,
+            # a tokenizer trained on a GPU is not bit-identical to a CPU one: keep them apart
+            **({"device": ctx.device.type} if ctx.device.type != "cpu" else {}),
         }
 
     def tokenizer_regularizer(
@@ -200,7 +202,8 @@ class GenerativeRecommender(NetModel):
             progress=ctx.progress,
             extra_loss=extra_loss,
             extra_parameters=extra_parameters,
-        )
+            device=ctx.device,
+        ).cpu()
 
     def train_tokenizer(self, data: SequenceData, ctx: FitContext) -> np.ndarray:
         """Codes ``[n_items, levels]`` for items 1..n (TIGER: RQ-VAE on reconstruction). The

@@ -101,8 +101,12 @@ class LetterRegularizer:
         self, model: RQVAE, out: RQVAEOutput, index: torch.Tensor, epoch: int
     ) -> torch.Tensor:
         books = model.quantizer.codebooks
+        if self.teacher.device != books.device:  # the tokenizer trains on the run's device
+            self.teacher = self.teacher.to(books.device)
+            if self.projection is not None:
+                self.projection.to(books.device)  # in place: the optimizer keeps its params
         loss = self.cf_weight * collaborative_loss(
-            out.z_q, self.teacher[index].to(out.z_q), self.projection
+            out.z_q, self.teacher[index.to(books.device)].to(out.z_q), self.projection
         )
         if self.diversity_weight:
             if epoch != self.epoch:

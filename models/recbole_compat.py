@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -104,8 +105,16 @@ def recbole_config(model: str, dataset: str, data_path: str, overrides: dict[str
         "state": "ERROR",
     }
     params.update(overrides)
+    # RecBole's Config sets CUDA_VISIBLE_DEVICES from its gpu_id; the harness owns the device
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     with isolated_argv():
-        config = Config(model=model, dataset=dataset, config_dict=params)
+        try:
+            config = Config(model=model, dataset=dataset, config_dict=params)
+        finally:
+            if visible is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = visible
     # RecBole attaches handlers to the root logger on every Config; keep our terminal clean.
     logging.getLogger().handlers = [
         h for h in logging.getLogger().handlers if not isinstance(h, logging.FileHandler)

@@ -74,9 +74,12 @@ SODA_PROFILES: dict[str, dict[str, Any]] = {
 
 def code_logits(residuals: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
     """``-||r_{l-1} - E_l[k]||^2`` ``[U, L, K]`` from residuals ``[U, L, d]`` (the quantizer's
-    ``residuals``) and codebooks ``[L, K, d]``."""
-    cross = torch.einsum("uld,lkd->ulk", residuals, codebooks)
-    return 2 * cross - residuals.pow(2).sum(-1, keepdim=True) - codebooks.pow(2).sum(-1)[None]
+    ``residuals``) and codebooks ``[L, K, d]``; in fp32 whatever the autocast (see
+    :func:`models.components.kmeans.squared_distances`)."""
+    with torch.autocast(residuals.device.type, enabled=False):
+        residuals, codebooks = residuals.float(), codebooks.float()
+        cross = torch.einsum("uld,lkd->ulk", residuals, codebooks)
+        return 2 * cross - residuals.pow(2).sum(-1, keepdim=True) - codebooks.pow(2).sum(-1)[None]
 
 
 def distribution_scores(
@@ -195,7 +198,7 @@ class SodaMixin(GenerativeRecommender):
         """``-d`` ``[U, L, K]`` of items ``[U]`` (ids 1..n) from the tokenizer, noise-free;
         differentiable where the tokenizer's parameters require grad."""
         quantizer = self.tokenizer.quantizer
-        out = quantizer(self.tokenizer.encoder(self.inputs[items - 1]), noise_scale=0.0)
+        out = quantizer(self.tokenizer.encode(self.inputs[items - 1]), noise_scale=0.0)
         return code_logits(out.residuals, quantizer.codebooks)
 
     def sample_negatives(self, targets: torch.Tensor) -> torch.Tensor:

@@ -243,7 +243,7 @@ class UniGRec(JointTokenizerMixin, GenerativeRecommender):
         the mean entropy of ``p_l`` per level in bits (how soft the identifiers still are)."""
         codes, entropy = [], torch.zeros(self.config.levels, device=self.inputs.device)
         for chunk in self.inputs.split(8192):
-            out = self.tokenizer.quantizer(self.tokenizer.encoder(chunk))
+            out = self.tokenizer.quantizer(self.tokenizer.encode(chunk))
             codes.append(out.codes.cpu())
             entropy -= (out.probs * out.probs.clamp_min(1e-12).log2()).sum(-1).sum(0)
         return torch.cat(codes).numpy(), (entropy / len(self.inputs)).tolist()

@@ -145,7 +145,18 @@ class ResidualQuantizer(nn.Module):
         noise_scale: torch.Tensor | float | None = None,
         noise_mask: NoiseMask = None,
     ) -> Quantized:
-        """Quantise ``z`` ``[B, d]``.
+        """Quantise ``z`` ``[B, d]``, in fp32 whatever the autocast (codes must not depend on
+        the precision the recommender trains in)."""
+        with torch.autocast(z.device.type, enabled=False):
+            return self._quantize(z.float(), noise_scale, noise_mask)
+
+    def _quantize(
+        self,
+        z: torch.Tensor,
+        noise_scale: torch.Tensor | float | None,
+        noise_mask: NoiseMask,
+    ) -> Quantized:
+        """Quantise ``z`` ``[B, d]`` (fp32).
 
         ``gumbel`` only, training mode only: ``noise_scale`` (scalar or ``[L]``, may require
         grad; default 1) scales the Gumbel noise; ``noise_mask`` is a boolean ``[B]`` (items that
@@ -303,17 +314,25 @@ class RQVAE(nn.Module):
         noise_scale: torch.Tensor | float | None = None,
         noise_mask: NoiseMask = None,
     ) -> RQVAEOutput:
-        """Encode, quantise, decode; ``losses`` holds ``recon`` plus the quantizer's terms."""
-        z = self.encoder(x)
-        out = self.quantizer(z, noise_scale, noise_mask)
-        recon = self.decoder(out.z_q)
+        """Encode, quantise, decode; ``losses`` holds ``recon`` plus the quantizer's terms. The
+        whole tokenizer runs in fp32, also inside a recommender's bf16 autocast."""
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            z = self.encoder(x)
+            out = self.quantizer(z, noise_scale, noise_mask)
+            recon = self.decoder(out.z_q)
         losses = {"recon": F.mse_loss(recon, x), **out.losses}
         return RQVAEOutput(**{**vars(out), "losses": losses}, z=z, recon=recon)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The latent ``z`` of ``x``, in fp32 whatever the autocast."""
+        with torch.autocast(x.device.type, enabled=False):
+            return self.encoder(x.float())
 
     @torch.no_grad()
     def init_codebooks(self, x: torch.Tensor, seed: int = 0, iters: int = 20) -> None:
         """k-means initialisation of every level from the encoded batch ``x``."""
-        self.quantizer.init_codebooks(self.encoder(x), seed, iters)
+        self.quantizer.init_codebooks(self.encode(x), seed, iters)
 
     @torch.no_grad()
     def encode_codes(self, x: np.ndarray | torch.Tensor, batch_size: int = 8192) -> np.ndarray:
@@ -321,8 +340,10 @@ class RQVAE(nn.Module):
         was_training = self.training
         self.eval()
         device = self.quantizer.codebooks.device
-        x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
-        codes = [self(chunk.to(device)).codes.cpu() for chunk in x.split(batch_size)]
+        # a tensor stays a tensor (it may live on a GPU, where numpy cannot read it)
+        x = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+        with torch.no_grad():
+            codes = [self(chunk.to(device)).codes.cpu() for chunk in x.float().split(batch_size)]
         self.train(was_training)
         return torch.cat(codes).numpy().astype(np.int64)
 

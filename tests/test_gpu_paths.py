@@ -1,0 +1,66 @@
+"""The GPU path's correctness, checked on the CPU: what would differ or crash on a GPU."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from models.components.kmeans import squared_distances
+from models.components.quantizer import RQVAE, RQVAEConfig
+from models.soda import code_logits
+
+
+def tokenizer(assignment: str) -> tuple[RQVAE, torch.Tensor]:
+    torch.manual_seed(0)
+    cfg = RQVAEConfig(
+        levels=3, codebook_size=64, hidden=(64, 32), latent=16, assignment=assignment, tau=1e-3
+    )
+    model = RQVAE.from_config(cfg, 48).eval()
+    x = torch.randn(2000, 48)
+    model.init_codebooks(x[:512], seed=0)
+    return model, x
+
+
+def test_codes_under_bf16_autocast_equal_the_fp32_codes():
+    for assignment in ("hard", "soft", "gumbel"):
+        model, x = tokenizer(assignment)
+        reference = model.encode_codes(x)
+        z = model.encode(x).detach()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            inside = model(x).codes.numpy()
+            distances = squared_distances(z, model.quantizer.codebooks[0])
+            logits = code_logits(z[:, None].expand(-1, 3, -1), model.quantizer.codebooks)
+        assert np.array_equal(inside, reference), assignment
+        assert distances.dtype == logits.dtype == torch.float32
+
+
+class DeviceTensor(torch.Tensor):
+    """Stands for a CUDA tensor: numpy cannot read it (``np.asarray`` raises)."""
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy")
+
+
+def test_encode_codes_reads_device_tensors_without_numpy():
+    """DIGER and UniGRec re-derive codes from inputs on the run's device after every epoch;
+    this would have caught DIGER's crash after epoch 0 on a GPU."""
+    model, x = tokenizer("gumbel")
+    codes = model.encode_codes(x.as_subclass(DeviceTensor))
+    assert np.array_equal(codes, model.encode_codes(x.numpy()))
+
+
+def test_recbole_config_leaves_cuda_visible_devices_alone(monkeypatch):
+    from models.recbole_compat import build_model
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+
+    class Stub:
+        def num(self, field):
+            return 10
+
+    settings = {"hidden_size": 8, "n_layers": 1, "n_heads": 1, "inner_size": 8, "device": "cpu"}
+    settings |= {"train_neg_sample_args": None}
+    build_model("SASRec", {**settings, "MAX_ITEM_LIST_LENGTH": 5, "loss_type": "CE"}, Stub())
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"
