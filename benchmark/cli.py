@@ -69,40 +69,61 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="train and evaluate models; one result record per run")
-    run.add_argument("--models", required=True, help="comma-separated model names (see `ls`)")
-    run.add_argument("--dataset", default=DEFAULT_DATASET, help="comma-separated dataset names")
-    run.add_argument(
+def _grid_args(parser: argparse.ArgumentParser, models_required: bool = True) -> None:
+    """The flags that define a grid's runs (and so their run ids): shared by run and launch."""
+    parser.add_argument(
+        "--models", required=models_required, help="comma-separated model names (see `ls`)"
+    )
+    parser.add_argument(
+        "--dataset",
+        default=DEFAULT_DATASET,
+        help=f"comma-separated dataset names (default {DEFAULT_DATASET})",
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         default=None,
         help="folder holding dataset files (default: $GENREC_DATA_DIR)",
     )
-    run.add_argument("--profile", default="quick", choices=["smoke", "quick", "paper"])
-    run.add_argument("--seeds", type=_seeds, default=[0])
-    run.add_argument("--results-dir", type=Path, default=Path("results"))
-    run.add_argument("--force", action="store_true", help="re-run completed runs")
-    run.add_argument(
+    parser.add_argument(
+        "--profile",
+        default="quick",
+        choices=["smoke", "quick", "paper"],
+        help="hyperparameter profile (default quick)",
+    )
+    parser.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated (default 0)")
+    parser.add_argument(
+        "--results-dir", type=Path, default=Path("results"), help="default: results"
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="config override for all models, or MODEL.KEY=VALUE for one",
+        help="config override for all models, or MODEL.KEY=VALUE for one (repeatable)",
     )
-    run.add_argument("--max-history", type=int, default=20)
-    run.add_argument("--ks", type=_ks, default=(5, 10, 20))
-    run.add_argument(
+    parser.add_argument(
+        "--max-history", type=_positive_int, default=20, help="items per history (default 20)"
+    )
+    parser.add_argument(
+        "--ks", type=_ks, default=(5, 10, 20), help="cut-offs K of the metrics (default 5,10,20)"
+    )
+    parser.add_argument(
         "--select",
         default="ndcg@10",
         metavar="METRIC@K",
         help="validation metric for early stopping (default ndcg@10; K must be in --ks)",
     )
-    run.add_argument(
+    parser.add_argument(
+        "--time-budget",
+        type=_positive_float,
+        default=None,
+        metavar="MINUTES",
+        help="cap each run's training time; it stops after the epoch that exceeds it "
+        "(default: train to early stopping)",
+    )
+    parser.add_argument(
         "--stop-after",
         type=_positive_float,
         default=None,
@@ -110,6 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="pause runs after the epoch that passes MINUTES of wall-clock in this invocation; "
         "the same command continues them (default: no pause)",
     )
+    parser.add_argument(
+        "--label", default=None, help="leaderboard name for this variant (default: the model name)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train and evaluate models; one result record per run")
+    _grid_args(run)
+    run.add_argument("--force", action="store_true", help="re-run completed runs from scratch")
     run.add_argument(
         "--tuned",
         action="store_true",
@@ -117,16 +150,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--quiet", action="store_true", help="no progress bars or epoch lines; one line per run"
-    )
-    run.add_argument(
-        "--time-budget",
-        type=_positive_float,
-        default=None,
-        metavar="MINUTES",
-        help="cap each run's training time; it stops after the epoch that exceeds it",
-    )
-    run.add_argument(
-        "--label", default=None, help="leaderboard name for this variant (default: the model name)"
     )
     run.add_argument(
         "--threads",
@@ -140,6 +163,82 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DIR",
         help="save each trained model to DIR/<dataset>/<model>/<run_id>.pt",
+    )
+
+    launch = sub.add_parser(
+        "launch",
+        help="submit a grid (or a search) as Slurm array jobs or local worker processes",
+        description=(
+            "Expand the grid as `run` would (same flags, same run ids) and submit the runs that "
+            "are not done and not held by a live worker. Examples: `launch --models tiger,letter "
+            "--dataset office --seeds 0,1,2 --executor slurm --partition gpu --gpus-per-job 1 "
+            "--runs-per-job 4`; `launch ... --status`; `launch --tune tiger --workers 4 "
+            "--executor local --trials 40`."
+        ),
+    )
+    _grid_args(launch, models_required=False)
+    launch.add_argument(
+        "--executor",
+        choices=["slurm", "local"],
+        default="slurm",
+        help="slurm job array or local processes (default slurm)",
+    )
+    launch.add_argument("--partition", default=None, help="Slurm partition (default: cluster's)")
+    launch.add_argument(
+        "--gpus-per-job", type=int, default=0, help="GPUs per Slurm job (default 0)"
+    )
+    launch.add_argument(
+        "--cpus-per-job", type=_positive_int, default=4, help="CPUs per Slurm job (default 4)"
+    )
+    launch.add_argument(
+        "--time", type=_positive_int, default=240, help="job time limit in minutes (default 240)"
+    )
+    launch.add_argument(
+        "--array-parallelism",
+        type=_positive_int,
+        default=32,
+        help="Slurm array tasks running at once (default 32)",
+    )
+    launch.add_argument(
+        "--sbatch",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra #SBATCH option, repeatable (e.g. --sbatch account=proj --sbatch qos=high)",
+    )
+    launch.add_argument(
+        "--runs-per-job",
+        type=_positive_int,
+        default=1,
+        help="runs packed into one Slurm job, run one after another (default 1)",
+    )
+    launch.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=2,
+        help="local processes (--executor local) or tune workers (--tune) (default 2)",
+    )
+    launch.add_argument(
+        "--log-dir",
+        type=Path,
+        default=None,
+        help="job logs (default: <results-dir>/launch/<date-time>)",
+    )
+    launch.add_argument(
+        "--status", action="store_true", help="only summarise the grid: done, running, pending"
+    )
+    launch.add_argument(
+        "--wait", action="store_true", help="wait for the jobs and report their outcome"
+    )
+    launch.add_argument("--tune", default=None, metavar="MODEL", help="run a search instead")
+    launch.add_argument(
+        "--trials", type=_positive_int, default=30, help="--tune: finished trials (default 30)"
+    )
+    launch.add_argument(
+        "--storage",
+        default=None,
+        help="--tune: shared study storage "
+        "(default journal:<results-dir>/tune/<dataset>/<model>.journal)",
     )
 
     tune = sub.add_parser(
@@ -383,8 +482,95 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_launch(args: argparse.Namespace) -> int:
+    from benchmark.launch import Grid, Resources, grid_status, launch_grid, launch_tune
+
+    resources = Resources(
+        executor=args.executor,
+        partition=args.partition,
+        gpus_per_job=args.gpus_per_job,
+        cpus_per_job=args.cpus_per_job,
+        time_minutes=args.time,
+        array_parallelism=args.array_parallelism,
+        sbatch=args.sbatch,
+        runs_per_job=args.runs_per_job,
+        workers=args.workers,
+    )
+    if args.tune:
+        datasets = _names(args.dataset, "--dataset", "dataset")
+        if len(datasets) != 1:
+            raise BenchmarkError("--tune searches on one --dataset at a time")
+        folder = args.results_dir / "tune" / datasets[0]
+        storage = args.storage or f"journal:{folder / (args.tune + '.journal')}"
+        log_dir = args.log_dir or args.results_dir / "launch" / f"tune-{args.tune}"
+        kwargs = dict(
+            trials=args.trials,
+            profile=args.profile,
+            data_dir=args.data_dir or _default_data_dir(),
+            results_dir=args.results_dir,
+            storage=storage,
+            quiet=True,
+        )
+        jobs = launch_tune(args.tune, datasets[0], args.workers, resources, kwargs, log_dir)
+        print(f"{len(jobs)} tune worker(s) on study storage {storage}; logs in {log_dir}")
+        if args.wait:
+            names = {job.result() for job in jobs}
+            print(f"study {', '.join(sorted(names))}: done")
+        return 0
+    if not args.models:
+        raise BenchmarkError("launch needs --models (or --tune MODEL)")
+    grid = Grid(
+        models=_names(args.models, "--models", "model"),
+        datasets=_names(args.dataset, "--dataset", "dataset"),
+        profile=args.profile,
+        seeds=args.seeds,
+        overrides=args.overrides,
+        max_history=args.max_history,
+        ks=args.ks,
+        selection=args.select,
+        budget_minutes=args.time_budget,
+        label=args.label,
+        results_dir=args.results_dir,
+        data_dir=args.data_dir or _default_data_dir(),
+        stop_after_minutes=args.stop_after,
+    )
+    counts, states = grid_status(grid)
+    summary = ", ".join(
+        f"{counts[s]} {s}" for s in ("done", "running", "paused", "failed", "pending")
+    )
+    if args.status:
+        for spec, state in states:
+            print(
+                f"{state:8} {spec.dataset:12} {spec.model:14} seed {spec.seed}  run {spec.run_id}"
+            )
+        print(f"{len(states)} runs: {summary}")
+        return 0
+    jobs = launch_grid(grid, resources, args.log_dir)
+    if not jobs:
+        print(f"nothing to launch ({summary})")
+        return 0
+    print(
+        f"{len(jobs)} job(s) submitted for {len(states)} runs ({summary}); first {jobs[0].job_id}"
+    )
+    if args.wait:
+        totals: dict[str, int] = {}
+        for job in jobs:
+            for status, n in job.result().items():
+                totals[status] = totals.get(status, 0) + n
+        print("jobs finished: " + ", ".join(f"{n} {s}" for s, n in sorted(totals.items())))
+        return 1 if totals.get("failed") else 0
+    return 0
+
+
+def _default_data_dir():
+    from benchmark.datasets import default_data_dir
+
+    return default_data_dir()
+
+
 COMMANDS = {
     "run": cmd_run,
+    "launch": cmd_launch,
     "tune": cmd_tune,
     "ls": cmd_ls,
     "datasets": cmd_datasets,

@@ -472,19 +472,8 @@ def run_batch(
     stop_at = time.monotonic() + 60 * stop_after_minutes if stop_after_minutes else None
     device = device or default_device()
     overrides = overrides or []
-    registry = model_registry()
-    for pair in overrides:
-        scope, dot, _ = pair.split("=", 1)[0].partition(".")
-        if dot and scope not in models:
-            raise BenchmarkError(f"--set {pair}: {scope!r} is not one of the models being run")
     # Resolve every model and config before any work, so a typo fails fast and costs nothing.
-    configs: dict[tuple[str, str], tuple[type[Model], ModelConfig]] = {}
-    for dataset in datasets:
-        for name in models:
-            cls = registry.get(name)
-            values = dict(tuned(name, dataset)) if tuned else {}
-            values.update(split_overrides(overrides, name))
-            configs[(dataset, name)] = (cls, build_config(cls, profile, values))
+    configs = resolve_configs(models, datasets, profile, overrides, tuned)
     outcomes: list[RunOutcome] = []
     for dataset in datasets:
         data = load_sequence_data(dataset, data_dir, protocol.max_history)
@@ -537,6 +526,69 @@ def claim_path(results_dir: Path, spec: RunSpec) -> Path:
     """The lock file a worker holds while it trains ``spec`` (see :mod:`benchmark.claims`)."""
     record = record_path(results_dir, spec.dataset, spec.model, spec.run_id)
     return Path(results_dir) / ".claims" / record.relative_to(Path(results_dir) / "runs")
+
+
+def resolve_configs(
+    models: list[str],
+    datasets: list[str],
+    profile: str,
+    overrides: list[str],
+    tuned: Callable[[str, str], dict[str, Any]] | None = None,
+) -> dict[tuple[str, str], tuple[type[Model], ModelConfig]]:
+    """``(dataset, model) -> (class, config)`` for a grid; raises on any unknown name or value."""
+    registry = model_registry()
+    for pair in overrides:
+        scope, dot, _ = pair.split("=", 1)[0].partition(".")
+        if dot and scope not in models:
+            raise BenchmarkError(f"--set {pair}: {scope!r} is not one of the models being run")
+    configs: dict[tuple[str, str], tuple[type[Model], ModelConfig]] = {}
+    for dataset in datasets:
+        for name in models:
+            cls = registry.get(name)
+            values = dict(tuned(name, dataset)) if tuned else {}
+            values.update(split_overrides(overrides, name))
+            configs[(dataset, name)] = (cls, build_config(cls, profile, values))
+    return configs
+
+
+def plan_runs(
+    models: list[str],
+    datasets: list[str],
+    *,
+    profile: str,
+    seeds: list[int],
+    overrides: list[str],
+    protocol: Protocol,
+    budget_minutes: float | None = None,
+    label: str | None = None,
+    tuned: Callable[[str, str], dict[str, Any]] | None = None,
+) -> list[RunSpec]:
+    """The run specs of a grid, in the order ``run`` trains them (dataset, model, seed)."""
+    configs = resolve_configs(models, datasets, profile, overrides, tuned)
+    return [
+        RunSpec(
+            name,
+            dataset,
+            profile,
+            seed,
+            configs[(dataset, name)][1].to_dict(),
+            protocol.to_dict(),
+            budget_minutes,
+            label,
+        )
+        for dataset in datasets
+        for name in models
+        for seed in seeds
+    ]
+
+
+def run_state(results_dir: Path, spec: RunSpec) -> str:
+    """``done``, ``failed``, ``paused``, ``running`` (claimed by a live worker) or ``pending``."""
+    if claim_owner(claim_path(results_dir, spec).with_suffix(".lock")) is not None:
+        return "running"
+    record = read_record(record_path(results_dir, spec.dataset, spec.model, spec.run_id))
+    status = (record or {}).get("status")
+    return {"ok": "done", "failed": "failed", "paused": "paused"}.get(status, "pending")
 
 
 def _run_one(spec, cls, config, data, stats, protocol, results_dir, *args, **kwargs) -> RunOutcome:

@@ -158,8 +158,21 @@ def pruning_hook(trial: optuna.Trial) -> Callable[[int, float], None]:
     return on_validate
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna RDB storage; a heartbeat marks trials of killed workers as failed."""
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """Optuna storage for ``url``: ``journal:PATH`` is a journal file (append-only, works for
+    many workers on a shared filesystem); anything else a database URL (RDB storage, with a
+    heartbeat that marks trials of killed workers as failed)."""
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url.removeprefix("journal:")).expanduser()
+        if not path.name or path.is_dir():
+            raise BenchmarkError(f"--storage {url!r}: give a file path, e.g. journal:study.log")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        except OSError as exc:
+            raise BenchmarkError(f"--storage {url!r}: cannot open the journal ({exc})") from None
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
 
     def connect() -> optuna.storages.RDBStorage:

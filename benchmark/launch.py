@@ -1,0 +1,199 @@
+"""Spread a grid of runs, or one hyperparameter search, over many jobs with submitit.
+
+``launch`` expands the grid exactly as ``run`` does (same flags, same run ids), leaves out runs
+that are done or held by a live worker, and submits the rest:
+
+* ``--executor slurm``: a Slurm job array, ``--runs-per-job`` runs per array task (one small
+  model leaves a GPU mostly idle, so several runs share a job), with partition, GPUs, CPUs,
+  time limit, array parallelism and extra ``#SBATCH`` options;
+* ``--executor local``: ``--workers`` local processes sharing this machine's cores, the torch
+  threads split between them.
+
+A job runs its runs through :func:`benchmark.runner.run_batch`, so each run is claimed before it
+trains (a run is trained once however many jobs overlap), a killed job's claim expires with its
+process and a relaunch continues its run from the last epoch checkpoint. Logs go to one folder
+per launch (``<results>/launch/<time>/``); ``--status`` summarises done / running / paused /
+failed / pending for the grid. ``--tune MODEL --workers N`` starts N workers on one Optuna study
+(by default a journal file, which works on a shared filesystem).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import BenchmarkError
+
+
+@dataclass
+class Grid:
+    """What ``run`` would do: the flags that define the run ids, and where results go."""
+
+    models: list[str]
+    datasets: list[str]
+    profile: str = "quick"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    overrides: list[str] = field(default_factory=list)
+    max_history: int = 20
+    ks: tuple[int, ...] = (5, 10, 20)
+    selection: str = "ndcg@10"
+    budget_minutes: float | None = None
+    label: str | None = None
+    results_dir: Path = Path("results")
+    data_dir: Path | None = None
+    stop_after_minutes: float | None = None
+
+    def protocol(self):
+        from benchmark.data import Protocol
+
+        return Protocol(max_history=self.max_history, ks=self.ks, selection=self.selection)
+
+    def specs(self):
+        from benchmark.runner import plan_runs
+
+        return plan_runs(
+            self.models,
+            self.datasets,
+            profile=self.profile,
+            seeds=self.seeds,
+            overrides=self.overrides,
+            protocol=self.protocol(),
+            budget_minutes=self.budget_minutes,
+            label=self.label,
+        )
+
+
+@dataclass
+class Resources:
+    executor: str = "slurm"  # slurm | local
+    partition: str | None = None
+    gpus_per_job: int = 0
+    cpus_per_job: int = 1
+    time_minutes: int = 240
+    array_parallelism: int = 32
+    sbatch: list[str] = field(default_factory=list)  # KEY=VALUE extra #SBATCH options
+    runs_per_job: int = 1
+    workers: int = 2  # local executor: parallel processes
+
+
+def grid_status(grid: Grid) -> tuple[Counter, list[tuple[Any, str]]]:
+    """State of every run of the grid (see :func:`benchmark.runner.run_state`)."""
+    from benchmark.runner import run_state
+
+    states = [(spec, run_state(grid.results_dir, spec)) for spec in grid.specs()]
+    return Counter(state for _, state in states), states
+
+
+def run_job(grid: Grid, runs: list[tuple[str, str, int]], threads: int) -> dict[str, int]:
+    """One job: train ``runs`` (dataset, model, seed) of ``grid`` one after another."""
+    import torch
+
+    from benchmark.runner import run_batch
+
+    torch.set_num_threads(max(threads, 1))
+    counts: Counter = Counter()
+    for dataset, model, seed in runs:
+        outcomes = run_batch(
+            [model],
+            [dataset],
+            profile=grid.profile,
+            seeds=[seed],
+            results_dir=grid.results_dir,
+            data_dir=grid.data_dir,
+            overrides=[o for o in grid.overrides if _applies(o, model)],
+            protocol=grid.protocol(),
+            quiet=True,
+            budget_minutes=grid.budget_minutes,
+            label=grid.label,
+            stop_after_minutes=grid.stop_after_minutes,
+        )
+        counts.update(o.status for o in outcomes)
+    return dict(counts)
+
+
+def _applies(override: str, model: str) -> bool:
+    scope, dot, _ = override.split("=", 1)[0].partition(".")
+    return not dot or scope == model
+
+
+def _executor(log_dir: Path, resources: Resources, threads: int):
+    import submitit
+
+    if resources.executor == "local":
+        executor = submitit.LocalExecutor(folder=str(log_dir / "%j"))
+        executor.update_parameters(timeout_min=resources.time_minutes)
+        return executor
+    if resources.executor != "slurm":
+        raise BenchmarkError(f"--executor must be slurm or local, not {resources.executor!r}")
+    executor = submitit.AutoExecutor(folder=str(log_dir / "%j"), cluster="slurm")
+    extra: dict[str, str] = {}
+    for option in resources.sbatch:
+        key, eq, value = option.partition("=")
+        if not eq or not key:
+            raise BenchmarkError(
+                f"--sbatch expects KEY=VALUE (e.g. account=myproj), got {option!r}"
+            )
+        extra[key.lstrip("-")] = value
+    executor.update_parameters(
+        timeout_min=resources.time_minutes,
+        slurm_partition=resources.partition,
+        gpus_per_node=resources.gpus_per_job or None,
+        cpus_per_task=threads,
+        slurm_array_parallelism=resources.array_parallelism,
+        slurm_additional_parameters=extra,
+        name="genrec-bench",
+    )
+    return executor
+
+
+def launch_grid(grid: Grid, resources: Resources, log_dir: Path | None = None) -> list[Any]:
+    """Submit the grid's unfinished runs; return the submitit jobs (empty: nothing to do)."""
+    counts, states = grid_status(grid)  # also validates every name and value before submitting
+    todo = [spec for spec, state in states if state in ("pending", "failed", "paused")]
+    if not todo:
+        return []
+    log_dir = log_dir or grid.results_dir / "launch" / time.strftime("%Y%m%d-%H%M%S")
+    runs = [(spec.dataset, spec.model, spec.seed) for spec in todo]
+    if resources.executor == "local":
+        workers = max(1, min(resources.workers, len(runs)))
+        chunks = [runs[i::workers] for i in range(workers)]
+        threads = max(1, (os.cpu_count() or 1) // workers)
+    else:
+        size = max(1, resources.runs_per_job)
+        chunks = [runs[i : i + size] for i in range(0, len(runs), size)]
+        threads = resources.cpus_per_job
+    executor = _executor(log_dir, resources, threads)
+    return executor.map_array(run_job, [grid] * len(chunks), chunks, [threads] * len(chunks))
+
+
+def launch_tune(
+    model: str,
+    dataset: str,
+    workers: int,
+    resources: Resources,
+    tune_kwargs: dict[str, Any],
+    log_dir: Path,
+) -> list[Any]:
+    """``workers`` jobs, each a ``tune`` worker on the same study (``tune_kwargs["storage"]``
+    must be shared: a ``journal:PATH`` file or a database URL)."""
+    threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
+    if resources.executor != "local":
+        threads = resources.cpus_per_job
+    executor = _executor(log_dir, resources, threads)
+    n = max(workers, 1)
+    return executor.map_array(
+        _tune_job, [model] * n, [dataset] * n, [tune_kwargs] * n, [threads] * n
+    )
+
+
+def _tune_job(model: str, dataset: str, kwargs: dict[str, Any], threads: int) -> str:
+    import torch
+
+    from benchmark.tuning import tune
+
+    torch.set_num_threads(threads)
+    return tune(model, dataset, **kwargs).study_name
