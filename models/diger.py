@@ -211,27 +211,30 @@ class DIGER(JointTokenizerMixin, GenerativeRecommender):
         self.tracker = FrequencyTracker(c.levels, c.codebook_size, c.usage_momentum).to(device)
         self.noised, self.seen = 0.0, 0
 
+    def noise_on(self) -> bool:
+        """Whether the noise scale is still above ``MIN_NOISE``. Only SDUD learns sigma, so
+        only SDUD reads it from the device each step; the other decays keep it fixed."""
+        if self.learns_sigma:
+            return self.sigma.abs().item() >= MIN_NOISE
+        return abs(self.config.sigma_init) >= MIN_NOISE
+
     def quantize(self, items: torch.Tensor) -> tuple[Quantized, torch.Tensor, torch.Tensor]:
         """Train-time tokenizer pass over item ids ``[U]`` (1..n): the quantizer's output, the
         latent ``z`` ``[U, d]`` and which items got Gumbel noise ``[U]`` (bool)."""
         c = self.config
         z = self.tokenizer.encode(self.inputs[items - 1])
-        noisy = (
-            self.tokenizer.training
-            and c.assignment == "gumbel"
-            and self.sigma.abs().item() >= MIN_NOISE
-        )
+        noisy = self.tokenizer.training and c.assignment == "gumbel" and self.noise_on()
         frqud = noisy and c.decay == "frqud"
         if frqud:
             with torch.no_grad():
                 level1 = squared_distances(z, self.tokenizer.quantizer.codebooks[0]).argmin(1)
             mask = self.tracker.hot_mask(level1, c.hot_ratio)
         else:
-            mask = torch.full((len(items),), noisy)
+            mask = torch.full((len(items),), noisy, device=z.device)
         out = self.tokenizer.quantizer(z, noise_scale=self.sigma, noise_mask=mask)
         if frqud:
             self.tracker.update(out.logits.argmax(-1))
-        self.noised += float(mask.sum())
+        self.noised = self.noised + mask.sum()  # on the device: read once per epoch
         self.seen += len(items)
         return out, z, mask
 
@@ -280,7 +283,7 @@ class DIGER(JointTokenizerMixin, GenerativeRecommender):
             "sid_drift": step["changed"],
             "sid_drift_cumulative": total["changed"],
             "sigma": abs(self.sigma.item()),
-            "noised_fraction": self.noised / max(self.seen, 1),
+            "noised_fraction": float(self.noised) / max(self.seen, 1),
         }
         self.noised, self.seen = 0.0, 0
         levels = {"levels": step["levels"], "cumulative_levels": total["levels"]}

@@ -106,14 +106,15 @@ class RecBoleSequential(NetModel):
             # the shuffle of epoch e is a function of (seed, e): resume needs no generator state
             generator.manual_seed(ctx.seed * 1000 + epoch)
             order = torch.randperm(len(targets), generator=generator)
-            total, batches = torch.zeros(()), list(order.split(c.batch_size))
+            # the loss is summed on the device and read once per epoch (no sync per step)
+            total, batches = torch.zeros((), device=self.device), list(order.split(c.batch_size))
             for idx in ctx.progress(batches, desc=f"{self.name} epoch {epoch}"):
                 batch = interaction(seqs[idx], lengths[idx], targets[idx], self.device)
                 loss = self.net.calculate_loss(batch)
                 optim.zero_grad()
                 loss.backward()
                 optim.step()
-                total += loss.detach().cpu()
+                total += loss.detach()
             return {"loss": float(total) / max(len(batches), 1)}
 
         stopper = train_epochs_with_resume(

@@ -120,11 +120,12 @@ def soda_loss(scores: torch.Tensor, valid: torch.Tensor | None = None) -> torch.
     return (losses * weights).sum() / weights.sum().clamp_min(1.0)
 
 
-def ordered_pairs(scores: torch.Tensor, valid: torch.Tensor) -> tuple[int, int]:
+def ordered_pairs(scores: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """How many valid (positive, negative) pairs of ``scores [B, 1 + n]`` rank the positive
-    strictly above the negative, and how many valid pairs there are."""
+    strictly above the negative, and how many valid pairs there are (0-d tensors on the
+    scores' device: the training loop reads them once per epoch, not once per step)."""
     ordered = (scores[:, :1] > scores[:, 1:]) & valid
-    return int(ordered.sum()), int(valid.sum())
+    return ordered.sum(), valid.sum()
 
 
 @dataclass
@@ -192,7 +193,8 @@ class SodaMixin(GenerativeRecommender):
         device = self.net.token_embedding.weight.device
         self.tokenizer.to(device)
         self.inputs = self.inputs.to(device)
-        self.soda_totals = np.zeros(4)  # loss sum, batches, correctly ordered pairs, pairs
+        # loss sum, batches, correctly ordered pairs, pairs: summed on the device
+        self.soda_totals = torch.zeros(4, device=device)
 
     def item_code_logits(self, items: torch.Tensor) -> torch.Tensor:
         """``-d`` ``[U, L, K]`` of items ``[U]`` (ids 1..n) from the tokenizer, noise-free;
@@ -234,14 +236,17 @@ class SodaMixin(GenerativeRecommender):
         valid = negatives != targets[:, None]
         term = soda_loss(scores, valid)
         ordered, pairs = ordered_pairs(scores.detach(), valid)
-        self.soda_totals += [term.item(), 1, ordered, pairs]
+        one = torch.ones((), device=ordered.device)
+        self.soda_totals += torch.stack(
+            [term.detach().float(), one, ordered.float(), pairs.float()]
+        )
         return loss + c.soda_weight * term
 
     def end_epoch(self, epoch: int, data: SequenceData, ctx: FitContext) -> dict[str, Any]:
         """The backbone's epoch hook, plus the epoch's SODA loss and the share of sampled
         pairs ranked correctly (``score(u, i+) > score(u, i-)``)."""
-        total, batches, ordered, pairs = self.soda_totals
-        self.soda_totals = np.zeros(4)
+        total, batches, ordered, pairs = self.soda_totals.tolist()
+        self.soda_totals = torch.zeros_like(self.soda_totals)
         soda = {"soda_loss": total / max(batches, 1.0), "soda_accuracy": ordered / max(pairs, 1.0)}
         return {**super().end_epoch(epoch, data, ctx), **soda}
 

@@ -228,4 +228,4 @@ def test_soda_accuracy_counts_the_positive_ranked_above_valid_negatives():
     scores = torch.tensor([[0.0, -1.0, 1.0, -2.0], [5.0, 6.0, 4.0, 5.0]])
     valid = torch.tensor([[True, True, False], [True, True, True]])
     # row 0: above -1 only (-2 is masked); row 1: above 4 only (a tie does not count)
-    assert ordered_pairs(scores, valid) == (2, 5)
+    assert tuple(int(v) for v in ordered_pairs(scores, valid)) == (2, 5)
