@@ -244,7 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune = sub.add_parser(
         "tune", help="Optuna search over a model's SEARCH_SPACE; writes results/tuned/..."
     )
-    tune.add_argument("--model", required=True, help="one model name (see `ls`)")
+    tune.add_argument(
+        "--model", "--models", dest="model", required=True, help="one model name (see `ls`)"
+    )
     tune.add_argument("--dataset", default=DEFAULT_DATASET, help="one dataset name")
     tune.add_argument(
         "--trials",
