@@ -246,6 +246,15 @@ class GenerativeRecommender(NetModel):
                 lambda: self.train_tokenizer(data, ctx),
             )
         codes = np.asarray(codes)
+        if c.tokenizer == "external":
+            # An external file (LETTER's index, or one exported by scripts/export_sids.py)
+            # usually resolves collisions itself: its IDs are used as they are, so a file
+            # exported from our table reads back as the same table. A collision digit is
+            # added only where items still share all codes.
+            sizes = (codes.max(0) + 1).tolist()
+            self.diagnostics["sid"] = sid_diagnostics(codes, sizes)
+            unique = len(np.unique(codes, axis=0)) == len(codes)
+            return SemanticIDTable.from_codes(codes if unique else add_collision_digit(codes))
         self.diagnostics["sid"] = sid_diagnostics(codes, [c.codebook_size] * codes.shape[1])
         return SemanticIDTable.from_codes(add_collision_digit(codes))
 
