@@ -472,13 +472,18 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from benchmark.leaderboard import write_leaderboard
+    from benchmark.leaderboard import build_leaderboard, load_records, summarize, write_leaderboard
+    from benchmark.site import write_site
 
-    written = write_leaderboard(args.results_dir)
+    board = build_leaderboard(load_records(args.results_dir))  # loaded once, for every view
+    written = write_leaderboard(args.results_dir, board=board)
+    figures: list[Path] = []
     if not args.no_figures:
         from benchmark.figures import write_figures
 
-        written += write_figures(args.results_dir, args.results_dir / "figures")
+        figures = write_figures(args.results_dir, args.results_dir / "figures", board=board)
+    summaries = [summarize(table) for table in board.tables]
+    written += figures + write_site(board, summaries, args.results_dir, figures)
     for path in written:
         print(path)
     return 0

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from benchmark.atomic import write_atomic
-from benchmark.leaderboard import Table, build_leaderboard, load_records
+from benchmark.leaderboard import Leaderboard, Table, build_leaderboard, load_records
 
 Palette = dict[str, tuple[float, float, float]]
 WIDTH = 7.0
@@ -208,10 +208,10 @@ def _palette(tables: list[Table]) -> Palette:
     return dict(zip(models, colors))
 
 
-def write_figures(results_dir: Path, out_dir: Path) -> list[Path]:
+def write_figures(results_dir: Path, out_dir: Path, board: Leaderboard | None = None) -> list[Path]:
     """Draw every figure that has data for each leaderboard table of ``results_dir/runs``; write
     ``<table>_<figure>.png`` and ``.pdf`` under ``out_dir``; return the written paths."""
-    board = build_leaderboard(load_records(Path(results_dir)))
+    board = board or build_leaderboard(load_records(Path(results_dir)))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     palette = _palette(board.tables)

@@ -44,6 +44,9 @@ IDENTITY = [
     "finished_at",
     "method_note",
     "skipped_stages",
+    "path",
+    "git_commit",
+    "machine",
     *KEY,
 ]
 ARRAYS = ["users", "ranks", "curve"]
@@ -69,7 +72,9 @@ def load_records(results_dir: Path) -> list[dict[str, Any]]:
     records = []
     for path in paths:
         try:
-            records.append(_read_record(path))
+            record = _read_record(path)
+            record["__path__"] = path.relative_to(results_dir).as_posix()  # for links
+            records.append(record)
         except BenchmarkError as exc:
             print(f"warning: skipped {exc}", file=sys.stderr)
     if not records:
@@ -124,6 +129,9 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_id": record.get("run_id"),
         "status": record.get("status"),
+        "path": record.get("__path__"),
+        "git_commit": (record.get("environment") or {}).get("git_commit"),
+        "machine": _machine(record.get("environment") or {}),
         "error": record.get("error"),
         "model": spec.get("label") or spec.get("model"),
         "seed": record.get("seed", spec.get("seed")),
@@ -147,6 +155,11 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
         **(record.get("test") or {}),
         **_sid_columns(diagnostics.get("sid")),
     }
+
+
+def _machine(environment: dict[str, Any]) -> str | None:
+    parts = [environment.get(k) for k in ("device", "cpu", "threads") if environment.get(k)]
+    return " / ".join(str(p) for p in parts) or None
 
 
 def _skipped_stages(diagnostics: dict[str, Any]) -> list[str]:
@@ -238,6 +251,7 @@ class Leaderboard:
     orphans: pd.DataFrame
     split_notes: dict[str, str]
     n_records: int
+    runs: pd.DataFrame  # every record, one row each (the tidy run-level table)
 
 
 def build_leaderboard(records: list[dict[str, Any]]) -> Leaderboard:
@@ -256,7 +270,7 @@ def build_leaderboard(records: list[dict[str, Any]]) -> Leaderboard:
         table.notes += _incomplete_notes(incomplete, key)
         tables.append(table)
     _assign_slugs(tables)
-    return Leaderboard(tables, failed[~matched], _split_notes(tables), len(frame))
+    return Leaderboard(tables, failed[~matched], _split_notes(tables), len(frame), frame)
 
 
 def _incomplete_notes(incomplete: pd.DataFrame, key: dict[str, Any]) -> list[str]:
@@ -697,15 +711,21 @@ def tidy_csv(board: Leaderboard, summaries: list[pd.DataFrame]) -> pd.DataFrame:
     )
 
 
-def write_leaderboard(results_dir: Path, out_dir: Path | None = None) -> list[Path]:
-    """Write ``leaderboard.md``, ``.csv`` and ``.tex`` for the records under ``results_dir/runs``
-    into ``out_dir`` (default ``results_dir``); returns the written paths."""
+def write_leaderboard(
+    results_dir: Path, out_dir: Path | None = None, board: Leaderboard | None = None
+) -> list[Path]:
+    """Write ``runs.csv`` (one tidy row per run record: identity, config, metrics, cost,
+    diagnostics, provenance) and its views ``leaderboard.md``, ``.csv`` (one row per table, model
+    and metric) and ``.tex`` into ``out_dir`` (default ``results_dir``); returns the paths.
+    ``board``: an already built :class:`Leaderboard` of ``results_dir`` (records load once)."""
     out_dir = Path(out_dir if out_dir is not None else results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    board = build_leaderboard(load_records(Path(results_dir)))
+    board = board or build_leaderboard(load_records(Path(results_dir)))
     summaries = [summarize(table) for table in board.tables]
     paths = [out_dir / f"leaderboard.{ext}" for ext in ("md", "csv", "tex")]
     write_text_atomic(paths[0], render_markdown(board, summaries))
     write_text_atomic(paths[1], tidy_csv(board, summaries).to_csv(index=False))
     write_text_atomic(paths[2], render_latex(board, summaries))
-    return paths
+    runs = out_dir / "runs.csv"
+    write_text_atomic(runs, board.runs.drop(columns=ARRAYS).to_csv(index=False))
+    return [*paths, runs]

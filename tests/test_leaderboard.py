@@ -82,7 +82,8 @@ def write_run(
 
 
 def build(root: Path) -> tuple[str, pd.DataFrame, str]:
-    md, csv, tex = write_leaderboard(root)
+    md, csv, tex, runs = write_leaderboard(root)
+    assert len(pd.read_csv(runs)) >= 1  # the run-level table the others are views of
     return md.read_text(), pd.read_csv(csv), tex.read_text()
 
 
