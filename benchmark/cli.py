@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +37,26 @@ def _ks(text: str) -> tuple[int, ...]:
     if not ks or any(k <= 0 for k in ks):
         raise argparse.ArgumentTypeError(f"every K must be a positive integer, got {text!r}")
     return ks
+
+
+def idle_cores() -> int:
+    """Cores not busy with other work (cores minus the 1-minute load average), at least 1.
+
+    torch defaults to one OpenMP thread per core; next to another busy process those threads
+    spin and wait for each other (the README's first run took about 12x longer at 2 threads on
+    a 2-core machine with one core taken), so the default uses only idle cores."""
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return cores
+    return max(1, min(cores, round(cores - load)))
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    torch.set_num_threads(threads or idle_cores())
 
 
 def _names(text: str, flag: str, what: str) -> list[str]:
@@ -155,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=_positive_int,
         default=None,
-        help="torch CPU threads (default: torch's choice)",
+        help="torch CPU threads (default: the idle cores, cores minus the load average)",
     )
     run.add_argument(
         "--save-models",
@@ -270,7 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--data-dir", type=Path, default=None)
     tune.add_argument("--results-dir", type=Path, default=Path("results"))
     tune.add_argument("--quiet", action="store_true")
-    tune.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    tune.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch CPU threads (default: the idle cores)",
+    )
 
     ls = sub.add_parser("ls", help="list registered models and datasets")
     ls.add_argument("--names", action="store_true", help="only model names, comma-separated")
@@ -299,10 +325,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.datasets import default_data_dir
     from benchmark.runner import run_batch
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     tuned = None
     if args.tuned:
         from benchmark.tuning import load_tuned
@@ -382,10 +405,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from benchmark.datasets import default_data_dir
     from benchmark.tuning import tune
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     result = tune(
         args.model,
         args.dataset,
