@@ -22,7 +22,8 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from benchmark.atomic import write_atomic
-from benchmark.leaderboard import Leaderboard, Table, build_leaderboard, load_records
+from benchmark.leaderboard import DISPLAY, Leaderboard, Table, build_leaderboard, load_records
+from benchmark.metrics import headline_metrics
 
 Palette = dict[str, tuple[float, float, float]]
 WIDTH = 7.0
@@ -47,9 +48,19 @@ def _legend_outside(ax: Axes) -> None:
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=None, frameon=False)
 
 
+def _selection(table: Table) -> str:
+    return json.loads(table.protocol).get("selection", "ndcg@10")
+
+
+def _label(metric: str) -> str:
+    name, k = metric.split("@")
+    return f"{DISPLAY[name]}@{k}"
+
+
 def metric_bars(table: Table, palette: Palette) -> Figure | None:
-    """Recall@10 and NDCG@10 per model: mean over seeds with 95% t-intervals."""
-    metrics = {"recall@10": "Recall@10", "ndcg@10": "NDCG@10"}
+    """The headline metrics (e.g. NDCG@10, Recall@10) per model: mean over seeds with 95%
+    t-intervals."""
+    metrics = {m: _label(m) for m in headline_metrics(_selection(table))}
     present = [m for m in metrics if m in table.runs]
     if not present:
         return None
@@ -76,8 +87,10 @@ def metric_bars(table: Table, palette: Palette) -> Figure | None:
 
 
 def accuracy_vs_time(table: Table, palette: Palette) -> Figure | None:
-    """Mean NDCG@10 against mean training time (log x), with std bars over seeds."""
-    columns = ["ndcg@10", "train_seconds"]
+    """Mean selection metric (e.g. NDCG@10) against mean training time (log x), with std bars
+    over seeds."""
+    metric = _selection(table)
+    columns = [metric, "train_seconds"]
     if not set(columns) <= set(table.runs):
         return None
     runs = table.runs.dropna(subset=columns)
@@ -87,24 +100,24 @@ def accuracy_vs_time(table: Table, palette: Palette) -> Figure | None:
     means = runs.groupby("model")[columns].agg(["mean", "std"]).fillna(0.0)
     fig, (ax,) = _figure()
     for model, row in means.iterrows():
-        x, y = row[("train_seconds", "mean")], row[("ndcg@10", "mean")]
+        x, y = row[("train_seconds", "mean")], row[(metric, "mean")]
         ax.errorbar(
             x,
             y,
             xerr=row[("train_seconds", "std")],
-            yerr=row[("ndcg@10", "std")],
+            yerr=row[(metric, "std")],
             fmt="none",
             ecolor=palette[model],
             alpha=0.6,
         )
     points = means.xs("mean", axis=1, level=1).reset_index()
     sns.scatterplot(
-        data=points, x="train_seconds", y="ndcg@10", hue="model", palette=palette, s=70, ax=ax
+        data=points, x="train_seconds", y=metric, hue="model", palette=palette, s=70, ax=ax
     )
     ax.set_xscale("log")
     ax.set(
         xlabel="training time (s, log scale)",
-        ylabel="test NDCG@10 (mean ± std over seeds)",
+        ylabel=f"test {_label(metric)} (mean ± std over seeds)",
         title=table.slug,
     )
     _legend_outside(ax)
@@ -150,7 +163,7 @@ def sid_usage(table: Table, palette: Palette) -> Figure | None:
 def validation_curves(table: Table, palette: Palette) -> Figure | None:
     """Learning curves: the validation selection metric per epoch and against training
     wall-clock time (records that logged it), mean over seeds with a band of one std."""
-    metric = json.loads(table.protocol).get("selection", "ndcg@10")
+    metric = _selection(table)
     rows = [
         {
             "model": model,
@@ -171,7 +184,7 @@ def validation_curves(table: Table, palette: Palette) -> Figure | None:
     order = [m for m in palette if m in set(data["model"])]
     style = dict(hue="model", palette=palette, hue_order=order, marker="o", markersize=3)
     sns.lineplot(data=data, x="epoch", y="y", errorbar="sd", ax=axes[0], **style)
-    axes[0].set(xlabel="epoch", ylabel=f"validation {metric} (mean ± std)")
+    axes[0].set(xlabel="epoch", ylabel=f"validation {_label(metric)} (mean ± std)")
     if len(timed):
         # seeds reach an epoch at different times: one line per run, not a mean
         sns.lineplot(

@@ -26,12 +26,13 @@ from tabulate import tabulate
 
 from benchmark.atomic import write_text_atomic
 from benchmark.errors import BenchmarkError
+from benchmark.metrics import METRIC_TABLE, per_user_metric
+from benchmark.records import RecordError, RunRecord
 
-SCHEMA_VERSION = 1
 ALPHA = 0.05
 DIGITS = 4
-ACCURACY = ("recall", "ndcg")
-DISPLAY = {"recall": "Recall", "ndcg": "NDCG", "mrr": "MRR"}
+ACCURACY = tuple(m.name for m in METRIC_TABLE.values() if m.in_tables)
+DISPLAY = {m.name: m.display for m in METRIC_TABLE.values()}
 KEY = ["dataset", "fingerprint", "profile", "budget", "training_data", "protocol"]
 ALL_PAIRS = "all pairs"
 IDENTITY = [
@@ -51,7 +52,8 @@ IDENTITY = [
 ]
 ARRAYS = ["users", "ranks", "curve"]
 COST = {
-    "num_parameters": "Params",
+    "params_inference": "Params",
+    "params_tokenizer": "Tokenizer params",
     "train_seconds": "Train (s)",
     "test_users_per_second": "Users/s",
 }
@@ -82,32 +84,12 @@ def load_records(results_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
-REQUIRED = ("run_id", "status", "spec")
-
-
 def _read_record(path: Path) -> dict[str, Any]:
+    """The record at ``path`` through :class:`RunRecord` (validated, older versions upgraded)."""
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BenchmarkError(f"{path}: not a readable JSON record ({exc})") from None
-    if not isinstance(record, dict):
-        raise BenchmarkError(f"{path}: a record must be a JSON object")
-    if record.get("schema_version") != SCHEMA_VERSION:
-        raise BenchmarkError(
-            f"{path}: schema_version {record.get('schema_version')!r}; "
-            f"this aggregator reads version {SCHEMA_VERSION}"
-        )
-    missing = [key for key in REQUIRED if not record.get(key)]
-    spec = record.get("spec")
-    if not missing and not (isinstance(spec, dict) and spec.get("model") and spec.get("dataset")):
-        missing.append("spec.model/spec.dataset")
-    if record.get("status") == "ok":
-        missing += [
-            key for key in ("test", "curve") if not isinstance(record.get(key), (dict, list))
-        ]
-    if missing:
-        raise BenchmarkError(f"{path}: record lacks {', '.join(missing)}")
-    return record
+        return RunRecord.load(path).to_dict()
+    except RecordError as exc:
+        raise BenchmarkError(str(exc)) from None
 
 
 def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -148,7 +130,9 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
         "users": record.get("test_users"),
         "ranks": record.get("test_ranks"),
         "curve": record.get("curve") or [],
-        "num_parameters": model.get("num_parameters"),
+        # one meaning for every method (RunRecord version 2); unknown for older records
+        "params_inference": (model.get("parameters") or {}).get("inference"),
+        "params_tokenizer": (model.get("parameters") or {}).get("tokenizer"),
         "train_seconds": diagnostics.get("train_seconds"),
         "test_users_per_second": diagnostics.get("test_users_per_second"),
         "method_note": (diagnostics.get("soda") or {}).get("label"),
@@ -455,16 +439,6 @@ def _significance(table: Table, stats: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "metric", "p_value", "p_holm"])
 
 
-def per_user_metric(ranks: np.ndarray, metric: str) -> np.ndarray:
-    """Per-user ``recall@K``, ``ndcg@K`` or ``mrr@K`` from 1-based ranks (0 = not retrieved)."""
-    name, k = metric.split("@")
-    ranks = np.asarray(ranks, dtype=float)
-    hit = (ranks > 0) & (ranks <= int(k))
-    safe = np.where(hit, ranks, 1.0)
-    value = {"recall": np.ones_like(safe), "ndcg": 1.0 / np.log2(safe + 1), "mrr": 1.0 / safe}
-    return np.where(hit, value[name], 0.0)
-
-
 def _per_user(runs: pd.DataFrame, model: str, metric: str) -> pd.Series:
     """The per-user metric of ``model``, averaged over its seeds, indexed by test user id."""
     runs = runs[(runs["model"] == model) & runs["ranks"].notna() & runs["users"].notna()]
@@ -541,7 +515,7 @@ def _cell(row: pd.Series, style: Style) -> str:
 def _cost(metric: str, value: float, style: Style) -> str:
     if pd.isna(value):
         return style.missing
-    if metric == "num_parameters":
+    if metric.startswith("params_"):
         for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
             if value >= scale:
                 return f"{value / scale:.3g}{suffix}"

@@ -1,4 +1,10 @@
-"""Result records: one JSON per run, written atomically, with provenance."""
+"""Result records: one JSON per run, written atomically, with provenance.
+
+:class:`RunRecord` is the record's one declared shape: the runner writes it, the leaderboard,
+figures, site and tests read it. ``schema_version`` 2 added ``parameters`` (parameter counts
+with one meaning for every method) and the protocol's ``selection``; records of version 1 (the
+committed ones under ``results/runs/``) still load, upgraded on reading.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import os
 import platform
 import subprocess
 import threading
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,9 +21,89 @@ from typing import Any
 import psutil
 import torch
 
+from benchmark.atomic import write_json_atomic
 from benchmark.paths import check_name, under
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+STATUSES = ("running", "ok", "failed", "paused")
+
+
+class RecordError(ValueError):
+    """A file that is not a readable run record; the message names the file and the defect."""
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    status: str  # running | ok | failed | paused
+    spec: dict[str, Any]  # the RunSpec: model, dataset, profile, seed, config, protocol, ...
+    model: dict[str, Any]  # name, config, num_parameters, parameters (see Model.parameter_counts)
+    dataset: dict[str, Any]  # name, sizes, fingerprint
+    protocol: dict[str, Any]
+    seed: int
+    environment: dict[str, Any]  # git commit, library versions, machine, device, threads
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    valid: dict[str, float] | None = None
+    test: dict[str, float] | None = None
+    test_users: list[int] | None = None
+    test_ranks: list[int] | None = None
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        return {k: v for k, v in out.items() if v is not None or k in ("error",)}
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "record") -> RunRecord:
+        """Validate and upgrade a parsed record; :class:`RecordError` says what is wrong."""
+        if not isinstance(raw, dict):
+            raise RecordError(f"{source}: a record must be a JSON object")
+        version = raw.get("schema_version")
+        if version not in READABLE_VERSIONS:
+            raise RecordError(
+                f"{source}: schema_version {version!r}; this version reads {READABLE_VERSIONS}"
+            )
+        spec = raw.get("spec")
+        missing = [k for k in ("run_id", "status") if not raw.get(k)]
+        if not (isinstance(spec, dict) and spec.get("model") and spec.get("dataset")):
+            missing.append("spec.model/spec.dataset")
+        if raw.get("status") == "ok":
+            shapes = {"test": dict, "curve": list}
+            missing += [k for k, shape in shapes.items() if not isinstance(raw.get(k), shape)]
+        if missing:
+            raise RecordError(f"{source}: record lacks {', '.join(missing)}")
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in raw.items() if k in known}
+        values.setdefault("model", {"name": spec["model"], "config": spec.get("config", {})})
+        values.setdefault("dataset", {"name": spec["dataset"]})
+        values.setdefault("protocol", spec.get("protocol") or {})
+        values.setdefault("seed", spec.get("seed", 0))
+        values.setdefault("environment", {})
+        record = cls(**values)
+        if version == 1:  # early stopping and tuning selected on NDCG@10 before it was a flag
+            record.protocol = {**record.protocol, "selection": "ndcg@10"}
+            record.schema_version = SCHEMA_VERSION
+        return record
+
+    @classmethod
+    def load(cls, path: Path) -> RunRecord:
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RecordError(f"{path}: not a readable JSON record ({exc})") from None
+        return cls.from_dict(raw, str(path))
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, self.to_dict())
+
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -18,18 +18,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.atomic import torch_save_atomic, write_json_atomic
+from benchmark.atomic import torch_save_atomic
 from benchmark.cache import DiskCache, key_hash
 from benchmark.checkpoints import RunCheckpoints
 from benchmark.claims import claim_owner, try_claim
 from benchmark.data import Protocol, cache_root, dataset_stats, load_sequence_data
 from benchmark.embeddings import DEFAULT_ENCODER, encode_texts
 from benchmark.errors import BenchmarkError
-from benchmark.metrics import metrics_from_ranks, target_ranks
+from benchmark.metrics import headline_metrics, metrics_from_ranks, target_ranks
 from benchmark.paths import check_name, check_writable_folder, under
 from benchmark.records import (
-    SCHEMA_VERSION,
     PeakMemory,
+    RunRecord,
     environment,
     now,
     read_record,
@@ -243,9 +243,8 @@ class HarnessContext:
         scores = metrics_from_ranks(ranks, self.protocol.ks)
         selection = self.protocol.selection
         entry: dict[str, Any] = {"epoch": epoch, selection: scores[selection]}
-        for name in ("recall@10", "ndcg@10"):
-            if name in scores:
-                entry[name] = scores[name]
+        for name in headline_metrics(selection)[1:]:
+            entry[name] = scores[name]
         entry["seconds"] = round(self.elapsed(), 2)  # training clock at the end of this epoch
         entry["valid_seconds"] = round(time.monotonic() - started, 2)
         entry.update(
@@ -413,6 +412,7 @@ def execute_run(
         "curve": ctx.curve,
         "diagnostics": diagnostics,
         "num_parameters": int(model.num_parameters()),
+        "parameters": model.parameter_counts(),
     }
 
 
@@ -639,19 +639,17 @@ def _run_claimed(
                 f"is saved to {checkpoint}; add --force to retrain and save it"
             )
         return RunOutcome(spec, "skipped", existing, path)
-    record: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": spec.run_id,
-        "status": "running",
-        "error": None,
-        "spec": asdict(spec),
-        "model": {"name": spec.model, "config": spec.config, "num_parameters": None},
-        "dataset": stats,
-        "protocol": protocol.to_dict(),
-        "seed": spec.seed,
-        "environment": environment(device),
-        "started_at": now(),
-    }
+    record = RunRecord(
+        run_id=spec.run_id,
+        status="running",
+        spec=asdict(spec),
+        model={"name": spec.model, "config": spec.config, "num_parameters": None},
+        dataset=stats,
+        protocol=protocol.to_dict(),
+        seed=spec.seed,
+        environment=environment(device),
+        started_at=now(),
+    )
     if not quiet:
         tqdm.write(
             f"[{spec.dataset}] {spec.model} seed {spec.seed} ({spec.profile}) run {spec.run_id}"
@@ -669,29 +667,31 @@ def _run_claimed(
             checkpoints=checkpoints,
             stop_at=stop_at,
         )
-        record["model"]["num_parameters"] = result.pop("num_parameters")
+        record.model["num_parameters"] = result.pop("num_parameters")
+        record.model["parameters"] = result.pop("parameters")
         if checkpoint is not None:
-            record["checkpoint"] = str(checkpoint)
-        record.update(result)
-        record["status"] = "ok"
+            record.checkpoint = str(checkpoint)
+        for key, value in result.items():
+            setattr(record, key, value)
+        record.status = "ok"
         if not result["diagnostics"]["stopped_by_budget"]:
             checkpoints.clear()  # converged: nothing left to continue
     except KeyboardInterrupt:
         raise
     except RunPaused as paused:
         # not a result: the leaderboard skips it, and re-running continues from the checkpoint
-        record["status"] = "paused"
-        record["error"] = str(paused)
-        record["curve"] = paused.curve
-        record["diagnostics"] = {"train_seconds": round(paused.train_seconds, 2)}
+        record.status, record.error = "paused", str(paused)
+        record.curve = paused.curve
+        record.diagnostics = {"train_seconds": round(paused.train_seconds, 2)}
     except Exception as exc:  # noqa: BLE001 - a failed run is recorded and the batch goes on
-        record["status"] = "failed"
-        record["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        record["traceback"] = traceback.format_exc()
-    record["finished_at"] = now()
-    write_json_atomic(path, record)
-    tqdm.write(summary_line(record))  # --quiet drops bars and epoch lines, never this one
-    return RunOutcome(spec, record["status"], record, path)
+        record.status = "failed"
+        record.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        record.traceback = traceback.format_exc()
+    record.finished_at = now()
+    record.save(path)
+    payload = record.to_dict()
+    tqdm.write(summary_line(payload))  # --quiet drops bars and epoch lines, never this one
+    return RunOutcome(spec, record.status, payload, path)
 
 
 def summary_line(record: dict[str, Any]) -> str:
@@ -702,8 +702,7 @@ def summary_line(record: dict[str, Any]) -> str:
     if record["status"] != "ok":
         return f"{head}: FAILED ({record['error']})"
     test, diag = record["test"], record["diagnostics"]
-    selection = (record.get("protocol") or {}).get("selection", "ndcg@10")
-    shown = [selection] + [m for m in ("recall@10", "ndcg@10") if m != selection and m in test]
+    shown = headline_metrics((record.get("protocol") or {}).get("selection", "ndcg@10"))
     metrics = " ".join(f"{m} {test[m]:.4f}" for m in shown if m in test)
     best = diag.get("best_epoch")
     epochs = f", best epoch {best}" if best is not None else ""

@@ -13,6 +13,7 @@ Every accuracy cell links to its model's runs.
 from __future__ import annotations
 
 import html
+import json
 import re
 import shutil
 from pathlib import Path
@@ -21,6 +22,7 @@ import pandas as pd
 
 from benchmark.atomic import write_text_atomic
 from benchmark.leaderboard import COST, DIGITS, DISPLAY, Leaderboard, Table
+from benchmark.metrics import headline_metrics
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 1200px;
@@ -147,8 +149,9 @@ def _runs_html(table: Table) -> str:
         items = []
         for run in runs.itertuples():
             link = f"../{run.path}" if isinstance(run.path, str) else "#"
-            metric = run._asdict().get("ndcg@10")
-            score = "" if metric is None or pd.isna(metric) else f", test NDCG@10 {metric:.4f}"
+            name = headline_metrics(json.loads(table.protocol).get("selection", "ndcg@10"))[0]
+            metric = run._asdict().get(name)
+            score = "" if metric is None or pd.isna(metric) else f", test {name} {metric:.4f}"
             commit = (run.git_commit or "")[:7] if isinstance(run.git_commit, str) else ""
             items.append(
                 f'<li>seed {run.seed}: <a href="{html.escape(link)}">run {run.run_id}</a>'

@@ -264,6 +264,13 @@ class Model(ABC):
     def num_parameters(self) -> int:
         return 0
 
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameter counts with one meaning for every method: ``inference``, every parameter
+        used to score or decode a user (for UniGRec its tokenizer too, which builds the soft
+        inputs); ``tokenizer``, the parameters of the model that made the item IDs (0 without
+        one). The leaderboard shows both."""
+        return {"inference": int(self.num_parameters()), "tokenizer": 0}
+
     def resume_extras(self) -> dict[str, Any]:
         """Training state outside :meth:`state_dict` that an epoch-level resume needs (tensors
         and plain data); models with such state (DIGER's noise scale, UniGRec's stage) extend

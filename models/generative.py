@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from models.base import ConfigError, FitContext, ModelConfig, NetModel, SequenceData
 from models.components.beam_search import PrefixTrie, constrained_beam_search
@@ -211,6 +212,7 @@ class GenerativeRecommender(NetModel):
         c = self.config
         if c.tokenizer == "rkmeans":
             embeddings = ctx.item_embeddings(c.encoder)[1:]
+            self._input_dim = embeddings.shape[1]
             if c.rq_standardize:
                 embeddings = standardize(embeddings)
             return np.asarray(residual_kmeans(embeddings, c.levels, c.codebook_size, ctx.seed))
@@ -226,6 +228,7 @@ class GenerativeRecommender(NetModel):
         embeddings = ctx.item_embeddings(c.encoder)[1:]
         if c.rq_standardize:
             embeddings = standardize(embeddings)
+        self._input_dim = embeddings.shape[1]
         state = ctx.cache.get_or_create(
             "rqvae-state",
             self.tokenizer_key(data, ctx),
@@ -240,6 +243,7 @@ class GenerativeRecommender(NetModel):
         if c.tokenizer == "external":
             codes = load_external_ids(c.sid_file, data.n_items, data.item_tokens)
         else:
+            self._input_dim = ctx.item_embeddings(c.encoder).shape[1]
             codes = ctx.cache.get_or_create(
                 "semantic-ids",
                 self.tokenizer_key(data, ctx),
@@ -287,6 +291,21 @@ class GenerativeRecommender(NetModel):
             "net": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()},
         }
 
+    def parameter_counts(self) -> dict[str, int]:
+        """The T5 decodes from hard ID tokens; the tokenizer (RQ-VAE weights, or the k-means
+        centres) only made the ID table."""
+        return {"inference": count(self.net), "tokenizer": self.tokenizer_parameter_count()}
+
+    def tokenizer_parameter_count(self) -> int:
+        c = self.config
+        if getattr(self, "tokenizer", None) is not None and isinstance(self.tokenizer, nn.Module):
+            return count(self.tokenizer)
+        if c.tokenizer == "external":
+            return 0
+        if c.tokenizer == "rkmeans":
+            return c.levels * c.codebook_size * self._input_dim
+        return count(RQVAE.from_config(self.rqvae_config(self._input_dim), self._input_dim))
+
     def set_semantic_ids(self, table: SemanticIDTable) -> None:
         self.sids = table
         self.item_tokens = table.tokens().to(self.device)
@@ -315,6 +334,7 @@ class GenerativeRecommender(NetModel):
         return [{"params": self.parameters_to_train()}]
 
     device: torch.device = torch.device("cpu")
+    _input_dim: int = 0  # width of the tokenizer's inputs (the text embeddings)
 
     def autocast(self) -> torch.autocast:
         """bf16 autocast on CUDA (TIGER-sized T5s train fine in bf16); a no-op on the CPU."""
@@ -435,6 +455,10 @@ class JointTokenizerMixin:
         self.tokenizer.to(device)
         self.inputs = self.inputs.to(device)
         return device
+
+
+def count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 def fixed_size_id_table(codes: np.ndarray, codebook_size: int, digit_size: int) -> SemanticIDTable:

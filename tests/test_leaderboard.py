@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from benchmark.errors import BenchmarkError
 from benchmark.figures import write_figures
 from benchmark.leaderboard import _holm, per_user_metric, write_leaderboard
+from benchmark.records import RunRecord
 
 PROTOCOL = {
     "split": "leave-one-out",
@@ -47,38 +47,35 @@ def write_run(
     folder = root / "runs" / "toy" / model
     folder.mkdir(parents=True, exist_ok=True)
     run_id = f"{model}-{seed}-{len(list(folder.iterdir()))}"
-    record = {
-        "schema_version": 1,
-        "run_id": run_id,
-        "status": status,
-        "error": error,
-        "spec": {
-            "model": model,
-            "dataset": "toy",
-            "profile": "smoke",
-            "seed": seed,
-            "budget_minutes": budget,
+    record = RunRecord(
+        run_id=run_id,
+        status=status,
+        error=error,
+        spec={"model": model, "dataset": "toy", "profile": "smoke", "seed": seed}
+        | {"budget_minutes": budget},
+        model={
+            "name": model,
+            "config": config or {},
+            "parameters": {"inference": 1_234_567, "tokenizer": 0},
         },
-        "model": {"name": model, "config": config or {}, "num_parameters": 1_234_567},
-        "dataset": {"name": "toy", "fingerprint": fingerprint},
-        "protocol": protocol,
-        "seed": seed,
-        "finished_at": finished,
-    }
+        dataset={"name": "toy", "fingerprint": fingerprint},
+        protocol=protocol,
+        seed=seed,
+        environment={"git_commit": "0" * 40},
+        finished_at=finished,
+    )
     if status == "ok":
         scores = {
             f"{m}@{k}": float(per_user_metric(ranks, f"{m}@{k}").mean())
             for m in ("recall", "ndcg", "mrr")
             for k in protocol["ks"]
         }
-        record |= {
-            "test": scores | (test or {}),
-            "test_users": users or list(range(len(ranks))),
-            "test_ranks": ranks,
-            "curve": curve or [],
-            "diagnostics": diagnostics or {"train_seconds": 10.0, "test_users_per_second": 50.0},
-        }
-    (folder / f"{run_id}.json").write_text(json.dumps(record))
+        record.test = scores | (test or {})
+        record.test_users = users or list(range(len(ranks)))
+        record.test_ranks = ranks
+        record.curve = curve or []
+        record.diagnostics = diagnostics or {"train_seconds": 10.0, "test_users_per_second": 50.0}
+    record.save(folder / f"{run_id}.json")
 
 
 def build(root: Path) -> tuple[str, pd.DataFrame, str]:
@@ -165,7 +162,7 @@ def test_missing_cells_and_failed_runs_are_shown(tmp_path: Path) -> None:
         write_run(tmp_path, "partial", seed)
     write_run(tmp_path, "broken", 0, status="failed", error="RuntimeError: out of memory")
     md, csv, tex = build(tmp_path)
-    assert row_cells(md, "broken")[2:] == ["—"] * 9
+    assert row_cells(md, "broken")[2:] == ["—"] * 10  # 6 metrics, 2 parameter counts, 2 costs
     assert row_cells(md, "partial")[1] == "2/3"
     assert "partial: no record for seed 2; its means use 2 of 3 seeds." in md
     assert "broken: seed 0 failed; no record for seeds 1, 2; no successful run" in md
@@ -231,7 +228,7 @@ def test_cost_and_semantic_id_tables(tmp_path: Path) -> None:
     write_run(tmp_path, "sidmodel", 0, diagnostics=timing | {"sid": sid})
     write_run(tmp_path, "baseline", 0)
     md, csv, tex = build(tmp_path)
-    assert row_cells(md, "sidmodel")[-3:] == ["1.23M", "120.0", "33.3"]
+    assert row_cells(md, "sidmodel")[-4:] == ["1.23M", "0", "120.0", "33.3"]
     diagnostics = md.split("#### Semantic-ID diagnostics")[1]
     assert "L2 entropy (bits)" in diagnostics and "baseline" not in diagnostics
     assert row_cells(diagnostics, "sidmodel") == [
@@ -315,3 +312,14 @@ def test_unreadable_records_are_skipped_with_a_warning(tmp_path: Path, capsys) -
     for name in ("truncated", "binary", "list", "fieldless"):
         assert f"{name}.json" in err
     assert err.count("warning: skipped") == 4 and "Traceback" not in err
+
+
+def test_every_committed_record_loads_as_a_run_record() -> None:
+    """Records of older schema versions in results/runs/ still load (upgraded on reading)."""
+    from tests.conftest import REPO
+
+    paths = sorted((REPO / "results").glob("**/runs/**/*.json"))
+    assert paths, "no committed records"
+    records = [RunRecord.load(path) for path in paths]
+    assert all(r.schema_version == 2 and r.protocol.get("selection") for r in records)
+    assert {r.status for r in records} <= {"ok", "failed", "paused"}

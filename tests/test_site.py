@@ -92,14 +92,18 @@ class DevTools:
         self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)[
             "sessionId"
         ]
-        for _ in range(400):  # parsed, inline script run (images may still be loading)
-            if self.js("document.readyState") in ("interactive", "complete"):
+        # the new tab starts on about:blank (already "complete"): wait for our page, parsed
+        # and its inline script run (images may still be loading)
+        ready = f"location.href === {json.dumps(url)} && document.readyState !== 'loading'"
+        for _ in range(400):
+            if self.js(ready):
                 return
             time.sleep(0.05)
         raise TimeoutError(f"{url} did not load")
 
     def js(self, expression: str):
         result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
         return result["result"].get("value")
 
     def click(self, x: float, y: float) -> None:
