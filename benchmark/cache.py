@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import torch
 
 from benchmark.atomic import torch_save_atomic, write_text_atomic
 from benchmark.claims import exclusive
+from benchmark.log import logger
 from models.training import isolated_rng
 
 # numpy arrays unpickle through these; none of them can run code, unlike a general pickle
@@ -84,10 +84,7 @@ class DiskCache:
         try:
             value = load_safely(path)
         except ValueError as exc:
-            warnings.warn(
-                f"cache artifact {path} cannot be loaded safely ({exc}); rebuilding it",
-                stacklevel=3,
-            )
+            logger.warning(f"cache artifact {path} cannot be loaded safely ({exc}); rebuilding it")
             return None
         self.hits.append(f"{kind}/{path.stem}")
         return value

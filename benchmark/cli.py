@@ -159,6 +159,9 @@ def _grid_args(parser: argparse.ArgumentParser, models_required: bool = True) ->
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug messages too (default: info)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train and evaluate models; one result record per run")
@@ -310,7 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmark.log import configure
+
     args = build_parser().parse_args(argv)
+    configure(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
     try:
         return COMMANDS[args.command](args)
     except (BenchmarkError, ConfigError) as exc:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from tabulate import tabulate
 
 from benchmark.atomic import write_text_atomic
 from benchmark.errors import BenchmarkError
+from benchmark.log import logger
 from benchmark.metrics import METRIC_TABLE, per_user_metric
 from benchmark.records import RecordError, RunRecord
 
@@ -78,7 +78,7 @@ def load_records(results_dir: Path) -> list[dict[str, Any]]:
             record["__path__"] = path.relative_to(results_dir).as_posix()  # for links
             records.append(record)
         except BenchmarkError as exc:
-            print(f"warning: skipped {exc}", file=sys.stderr)
+            logger.warning(f"skipped {exc}")
     if not records:
         raise BenchmarkError(f"no readable run records under {results_dir}/runs")
     return records

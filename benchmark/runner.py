@@ -25,6 +25,7 @@ from benchmark.claims import claim_owner, try_claim
 from benchmark.data import Protocol, cache_root, dataset_stats, load_sequence_data
 from benchmark.embeddings import DEFAULT_ENCODER, encode_texts
 from benchmark.errors import BenchmarkError
+from benchmark.log import SUMMARY, logger
 from benchmark.metrics import headline_metrics, metrics_from_ranks, target_ranks
 from benchmark.paths import check_name, check_writable_folder, under
 from benchmark.records import (
@@ -202,8 +203,7 @@ class HarnessContext:
         return tqdm(iterable, desc=desc, total=total, leave=False, disable=self.quiet or None)
 
     def log(self, message: str) -> None:
-        if not self.quiet:
-            tqdm.write(message)
+        logger.info(message)
 
     def out_of_budget(self) -> bool:
         if self.budget_minutes and self.elapsed() > 60 * self.budget_minutes:
@@ -598,9 +598,10 @@ def _run_one(spec, cls, config, data, stats, protocol, results_dir, *args, **kwa
     if claim is None:
         path = record_path(results_dir, spec.dataset, spec.model, spec.run_id)
         owner = claim_owner(claim_path(results_dir, spec).with_suffix(".lock")) or {}
-        tqdm.write(
+        logger.log(
+            SUMMARY,
             f"  {spec.model} on {spec.dataset} seed {spec.seed}: being trained by "
-            f"{owner.get('host', '?')} pid {owner.get('pid', '?')}; left to it"
+            f"{owner.get('host', '?')} pid {owner.get('pid', '?')}; left to it",
         )
         return RunOutcome(spec, "claimed", read_record(path), path)
     try:
@@ -628,14 +629,14 @@ def _run_claimed(
     if existing is None and path.exists():  # unreadable: keep it for inspection, run again
         aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
         path.replace(aside)
-        tqdm.write(f"  warning: {path} could not be read; moved to {aside.name} and re-running")
+        logger.warning(f"{path} could not be read; moved to {aside.name} and re-running")
     checkpoints = RunCheckpoints(cache_root() / "checkpoints", spec.checkpoint_key)
     if force:
         checkpoints.clear()
     if existing and existing.get("status") == "ok" and not force:
         if checkpoint is not None and not Path(existing.get("checkpoint", checkpoint)).exists():
-            tqdm.write(
-                f"  {spec.model} on {spec.dataset} seed {spec.seed}: already done, so no model "
+            logger.warning(
+                f"{spec.model} on {spec.dataset} seed {spec.seed}: already done, so no model "
                 f"is saved to {checkpoint}; add --force to retrain and save it"
             )
         return RunOutcome(spec, "skipped", existing, path)
@@ -650,10 +651,9 @@ def _run_claimed(
         environment=environment(device),
         started_at=now(),
     )
-    if not quiet:
-        tqdm.write(
-            f"[{spec.dataset}] {spec.model} seed {spec.seed} ({spec.profile}) run {spec.run_id}"
-        )
+    logger.info(
+        f"[{spec.dataset}] {spec.model} seed {spec.seed} ({spec.profile}) run {spec.run_id}"
+    )
     try:
         result = execute_run(
             spec,
@@ -690,7 +690,7 @@ def _run_claimed(
     record.finished_at = now()
     record.save(path)
     payload = record.to_dict()
-    tqdm.write(summary_line(payload))  # --quiet drops bars and epoch lines, never this one
+    logger.log(SUMMARY, summary_line(payload))  # --quiet drops bars and epoch lines, not this
     return RunOutcome(spec, record.status, payload, path)
 
 
