@@ -12,6 +12,35 @@ from benchmark.registry import split_names
 
 DEFAULT_DATASET = "ml-100k"
 
+EXAMPLES = {
+    "run": """examples:
+  python -m benchmark run --models pop,sasrec
+  python -m benchmark run --models tiger,letter --dataset office --data-dir ../shared/data \\
+      --seeds 0,1,2 --threads 1
+  python -m benchmark run --models tiger --set lr=1e-3 --set tiger.beam_size=30
+  python -m benchmark run --models unigrec --dataset beauty --stop-after 170   # again to resume
+  python -m benchmark run --models sasrec --time-budget 2.5 --label "sasrec (2.5 min)"
+""",
+    "tune": """examples:
+  python -m benchmark tune --models sasrec --dataset office --trials 30
+  python -m benchmark tune --models tiger --storage journal:results/tune/tiger.journal
+  python -m benchmark run --models sasrec --dataset office --tuned
+""",
+    "launch": """examples:
+  python -m benchmark launch --models tiger,letter --dataset office --seeds 0,1,2 \\
+      --executor slurm --partition gpu --gpus-per-job 1 --runs-per-job 4
+  python -m benchmark launch --models tiger,letter --dataset office --seeds 0,1,2 --status
+  python -m benchmark launch --models pop,sasrec --executor local --workers 2 --wait
+  python -m benchmark launch --tune tiger --dataset office --workers 4 --trials 40
+""",
+    "ls": "example:\n  python -m benchmark ls --names\n",
+    "datasets": "example:\n  python -m benchmark datasets --data-dir ../shared/data\n",
+    "leaderboard": """examples:
+  python -m benchmark leaderboard                        # results/leaderboard.md, site/, ...
+  python -m benchmark leaderboard --results-dir results/schedules --no-figures
+""",
+}
+
 
 def _seeds(text: str) -> list[int]:
     try:
@@ -122,7 +151,8 @@ def _grid_args(parser: argparse.ArgumentParser, models_required: bool = True) ->
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="config override for all models, or MODEL.KEY=VALUE for one (repeatable)",
+        help="config override for all models, or MODEL.KEY=VALUE for one; repeatable "
+        "(default: the profile's values)",
     )
     parser.add_argument(
         "--max-history", type=_positive_int, default=20, help="items per history (default 20)"
@@ -164,7 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="train and evaluate models; one result record per run")
+    run = sub.add_parser(
+        "run",
+        help="train and evaluate models; one result record per run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES["run"],
+    )
     _grid_args(run)
     run.add_argument("--force", action="store_true", help="re-run completed runs from scratch")
     run.add_argument(
@@ -194,11 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="submit a grid (or a search) as Slurm array jobs or local worker processes",
         description=(
             "Expand the grid as `run` would (same flags, same run ids) and submit the runs that "
-            "are not done and not held by a live worker. Examples: `launch --models tiger,letter "
-            "--dataset office --seeds 0,1,2 --executor slurm --partition gpu --gpus-per-job 1 "
-            "--runs-per-job 4`; `launch ... --status`; `launch --tune tiger --workers 4 "
-            "--executor local --trials 40`."
+            "are not done and not held by a live worker."
         ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES["launch"],
     )
     _grid_args(launch, models_required=False)
     launch.add_argument(
@@ -228,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra #SBATCH option, repeatable (e.g. --sbatch account=proj --sbatch qos=high)",
+        help="extra #SBATCH option, repeatable, e.g. --sbatch account=proj (default: none)",
     )
     launch.add_argument(
         "--runs-per-job",
@@ -266,17 +300,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     tune = sub.add_parser(
-        "tune", help="Optuna search over a model's SEARCH_SPACE; writes results/tuned/..."
+        "tune",
+        help="Optuna search over a model's SEARCH_SPACE; writes results/tuned/...",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES["tune"],
     )
     tune.add_argument(
         "--model", "--models", dest="model", required=True, help="one model name (see `ls`)"
     )
-    tune.add_argument("--dataset", default=DEFAULT_DATASET, help="one dataset name")
+    tune.add_argument(
+        "--dataset", default=DEFAULT_DATASET, help=f"one dataset name (default {DEFAULT_DATASET})"
+    )
     tune.add_argument(
         "--trials",
         type=int,
         default=30,
-        help="finished trials the study should hold (a resumed study counts its earlier ones)",
+        help="finished trials the study should hold; a resumed study counts its earlier ones "
+        "(default 30)",
     )
     tune.add_argument(
         "--timeout",
@@ -289,11 +329,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Optuna storage URL shared by workers (default: sqlite file under results/tune/)",
     )
-    tune.add_argument("--profile", default="quick", choices=["smoke", "quick", "paper"])
+    tune.add_argument(
+        "--profile",
+        default="quick",
+        choices=["smoke", "quick", "paper"],
+        help="hyperparameter profile the search starts from (default quick)",
+    )
     tune.add_argument("--seed", type=int, default=0, help="training seed and sampler seed")
-    tune.add_argument("--data-dir", type=Path, default=None)
-    tune.add_argument("--results-dir", type=Path, default=Path("results"))
-    tune.add_argument("--quiet", action="store_true")
+    tune.add_argument(
+        "--data-dir", type=Path, default=None, help="dataset files (default: $GENREC_DATA_DIR)"
+    )
+    tune.add_argument("--results-dir", type=Path, default=Path("results"), help="default: results")
+    tune.add_argument("--quiet", action="store_true", help="one line per trial at most")
     tune.add_argument(
         "--threads",
         type=_positive_int,
@@ -301,14 +348,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch CPU threads (default: the idle cores)",
     )
 
-    ls = sub.add_parser("ls", help="list registered models and datasets")
+    ls = sub.add_parser(
+        "ls",
+        help="list registered models and datasets",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES["ls"],
+    )
     ls.add_argument("--names", action="store_true", help="only model names, comma-separated")
-    datasets = sub.add_parser("datasets", help="dataset statistics and whether files are found")
-    datasets.add_argument("--data-dir", type=Path, default=None)
+    datasets = sub.add_parser(
+        "datasets",
+        help="dataset statistics and whether files are found",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES["datasets"],
+    )
+    datasets.add_argument(
+        "--data-dir", type=Path, default=None, help="dataset files (default: $GENREC_DATA_DIR)"
+    )
 
-    board = sub.add_parser("leaderboard", help="regenerate tables and figures from result records")
-    board.add_argument("--results-dir", type=Path, default=Path("results"))
-    board.add_argument("--no-figures", action="store_true")
+    board = sub.add_parser(
+        "leaderboard",
+        help="regenerate tables, figures and the web page from result records",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES["leaderboard"],
+    )
+    board.add_argument("--results-dir", type=Path, default=Path("results"), help="default: results")
+    board.add_argument("--no-figures", action="store_true", help="tables and web page only")
     return parser
 
 

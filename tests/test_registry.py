@@ -24,3 +24,20 @@ def test_lazy_entries_resolve_to_model_classes():
 
     for name in model_registry().names():
         assert issubclass(model_registry().get(name), Model)
+
+
+def test_every_option_has_help_with_its_default_and_every_command_examples():
+    import argparse
+
+    from benchmark.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in commands.choices.items():
+        assert "example" in (command.epilog or command.description or ""), name
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, (name, action.option_strings)
+            has_default = action.default not in (None, False, []) and not action.required
+            assert not has_default or "default" in action.help, (name, action.option_strings)
