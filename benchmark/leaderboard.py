@@ -219,7 +219,7 @@ class Table:
         stop = (
             f"{self.budget:g} min training budget per run"
             if self.budget
-            else "trained to early stopping"
+            else "no time budget (early stopping or epoch cap)"
         )
         return (
             f"{self.slug}: {self.dataset}, {self.profile} profile, {stop}, trained on "
@@ -568,7 +568,9 @@ def _footnotes(table: Table, style: Style, alpha: float) -> list[str]:
         "signed-rank test on per-user scores averaged over seeds, paired by test user, "
         f"Holm-corrected across the models in the column, {style.alpha} = {alpha}). "
         f"{style.missing}: no successful run. Seeds n/m: n of the table's m seeds. "
-        "Params: parameters; Train (s): mean training time; Users/s: test users decoded per second."
+        "Params: parameters used at inference; Tokenizer params: those of the model that "
+        "made the item IDs (both recorded from record version 2 on); Train (s): mean training "
+        "time; Users/s: test users decoded per second."
     )
     return [legend] + [style.escape(note) for note in table.notes]
 
