@@ -203,7 +203,8 @@ class HarnessContext:
         return tqdm(iterable, desc=desc, total=total, leave=False, disable=self.quiet or None)
 
     def log(self, message: str) -> None:
-        logger.info(message)
+        if not self.quiet:  # a library caller's quiet=True; the CLI also sets the log level
+            logger.info(message)
 
     def out_of_budget(self) -> bool:
         if self.budget_minutes and self.elapsed() > 60 * self.budget_minutes:

@@ -32,3 +32,22 @@ def test_training_benchmark_reports_both_rates(monkeypatch, capsys):
     result = result_of(bench_train_throughput.main, args, monkeypatch, capsys)
     assert result["ours_samples_per_s"] > 0 and result["baseline_samples_per_s"] > 0
     assert result["flop_counter_vs_analytic"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_epoch_profile_accounts_for_the_epoch(tmp_path):
+    """Run in its own process: the script wraps torch and model functions for good."""
+    import os
+    import subprocess
+
+    from tests.conftest import FIXTURE_DIR, REPO
+
+    command = [sys.executable, "-m", "scripts.profile_epoch", "--model", "tiger", "--profile"]
+    command += ["smoke", "--dataset", "ml-tiny", "--data-dir", str(FIXTURE_DIR)]
+    env = {**os.environ, "GENREC_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    assert line, out.stderr[-2000:]
+    result = json.loads(line[-1][len("RESULT ") :])
+    seconds = result["seconds"]
+    assert seconds["forward"] > 0 and seconds["backward"] > 0 and seconds["validation"] > 0
+    assert result["training_steps"] >= 1 and seconds["other (batching, copies)"] >= 0
