@@ -158,6 +158,10 @@ def pruning_hook(trial: optuna.Trial) -> Callable[[int, float], None]:
     return on_validate
 
 
+# A worker beats every HEARTBEAT_SECONDS; a trial without a beat for two intervals is failed.
+HEARTBEAT_SECONDS = int(os.environ.get("GENREC_TUNE_HEARTBEAT", "60"))
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """Optuna storage for ``url``: ``journal:PATH`` is a journal file (append-only, works for
     many workers on a shared filesystem); anything else a database URL (RDB storage, with a
@@ -178,7 +182,9 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     def connect() -> optuna.storages.RDBStorage:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=60)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS
+            )
 
     for delay in (1.0, 2.0, 0.0):
         try:

@@ -179,3 +179,20 @@ def test_sampler_is_reproducible_and_a_resumed_study_continues_it():
     xs = [t.params["x"] for t in straight.trials]
     assert xs == [t.params["x"] for t in resumed.trials]
     assert len(set(xs)) == len(xs)
+
+
+def test_a_trial_of_a_dead_worker_is_failed_on_resume(tmp_path, small_space, monkeypatch):
+    import time
+
+    monkeypatch.setattr(tuning, "HEARTBEAT_SECONDS", 1)
+    tuning.tune("sasrec", "ml-tiny", trials=1, results_dir=tmp_path, **TINY)
+    url = tuning.default_storage(tmp_path, "sasrec", "ml-tiny")
+    storage = tuning.open_storage(url)
+    study = optuna.load_study(study_name="sasrec-ml-tiny-smoke", storage=storage)
+    dead = study.ask()  # a worker that started a trial, beat once and was killed
+    storage.record_heartbeat(dead._trial_id)
+    time.sleep(3)
+    result = tuning.tune("sasrec", "ml-tiny", trials=2, results_dir=tmp_path, **TINY)
+    assert result.counts.get("running", 0) == 0 and result.counts["fail"] == 1
+    states = {t.number: t.state for t in load_study(tmp_path).get_trials()}
+    assert states[dead.number] == TrialState.FAIL
