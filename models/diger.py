@@ -231,7 +231,8 @@ class DIGER(JointTokenizerMixin, GenerativeRecommender):
             mask = self.tracker.hot_mask(level1, c.hot_ratio)
         else:
             mask = torch.full((len(items),), noisy, device=z.device)
-        out = self.tokenizer.quantizer(z, noise_scale=self.sigma, noise_mask=mask)
+        scale = self.sigma if noisy else 0.0  # 0.0: no noise drawn, and no device read
+        out = self.tokenizer.quantizer(z, noise_scale=scale, noise_mask=mask)
         if frqud:
             self.tracker.update(out.logits.argmax(-1))
         self.noised = self.noised + mask.sum()  # on the device: read once per epoch

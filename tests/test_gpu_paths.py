@@ -64,3 +64,38 @@ def test_recbole_config_leaves_cuda_visible_devices_alone(monkeypatch):
     settings |= {"train_neg_sample_args": None}
     build_model("SASRec", {**settings, "MAX_ITEM_LIST_LENGTH": 5, "loss_type": "CE"}, Stub())
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+
+
+def test_training_reads_the_device_once_per_epoch_not_once_per_step(tiny_data, monkeypatch):
+    """Every ``.item()`` / ``float(tensor)`` / ``.tolist()`` in our training code waits for the
+    GPU; the loop of each semantic-ID family (and SODA's statistics) may read once per epoch.
+    (Optimizer internals read CPU-side step counters, which never wait for a GPU.)"""
+    import traceback
+
+    from tests.conftest import REPO
+    from tests.stub_context import StubContext, fitted
+
+    ours = (str(REPO / "models"), str(REPO / "benchmark"))
+    reads: list[str] = []
+
+    def counting(method):
+        original = getattr(torch.Tensor, method)
+
+        def counted(self, *args, **kwargs):
+            caller = traceback.extract_stack(limit=2)[0]
+            if caller.filename.startswith(ours):
+                reads.append(f"{caller.filename}:{caller.lineno}")
+            return original(self, *args, **kwargs)
+
+        return counted
+
+    for name in ("tiger", "diger", "tiger+soda"):
+        model = fitted(name, tiny_data, batch_size=8)
+        reads.clear()
+        with monkeypatch.context() as patch:
+            for method in ("item", "__float__", "tolist"):
+                patch.setattr(torch.Tensor, method, counting(method))
+            model.train_epochs(tiny_data, StubContext(tiny_data.n_items), epochs=2, patience=5)
+        steps = -(-len(tiny_data.train_targets) // 8)
+        assert steps >= 10, steps
+        assert len(reads) <= 2 * 4, (name, reads)  # a few per epoch, not one per step

@@ -230,11 +230,16 @@ class ResidualQuantizer(nn.Module):
     ) -> torch.Tensor | float:
         if not self.training:
             return 0.0
-        scale = torch.as_tensor(1.0 if noise_scale is None else noise_scale).to(logits).abs()
-        if scale.dim() > 0:
-            scale = scale[level]
-        if scale.item() < MIN_NOISE:
-            return 0.0
+        if isinstance(noise_scale, torch.Tensor):
+            # a (learnable) scale on the device: the caller has decided that noise is on, and
+            # reading the value here would wait for the GPU at every level of every step
+            scale = noise_scale.to(logits).abs()
+            if scale.dim() > 0:
+                scale = scale[level]
+        else:
+            scale = 1.0 if noise_scale is None else abs(float(noise_scale))
+            if scale < MIN_NOISE:
+                return 0.0
         noise = -torch.empty_like(logits).exponential_().log() * scale
         return noise if mask is None else noise * mask[:, None].to(noise)
 
