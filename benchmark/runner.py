@@ -32,6 +32,7 @@ from benchmark.records import (
     PeakMemory,
     RunRecord,
     environment,
+    git_commit,
     now,
     read_record,
     record_path,
@@ -189,6 +190,9 @@ class HarnessContext:
         self._clock_offset = 0.0  # training seconds of earlier invocations (resumed runs)
         self.stopped_by_budget = False
         self.resumed_from: dict[str, int] = {}
+        # the code version of every invocation that trained this run (a resumed run spans
+        # several); the record's environment holds the one that finished it
+        self.commits: list[str] = [git_commit()]
         users = np.arange(len(self.data.valid_users))
         if self.valid_sample and len(users) > self.valid_sample:
             users = np.random.default_rng(self.seed).choice(users, self.valid_sample, replace=False)
@@ -223,6 +227,8 @@ class HarnessContext:
         self.curve[:] = saved.pop("curve")
         self._clock_offset, self._clock_start = saved.pop("elapsed"), time.monotonic()
         self.resumed_from[stage] = saved["epoch"]
+        earlier = [c for c in saved.pop("commits", []) if c not in self.commits]
+        self.commits = earlier + [c for c in self.commits if c not in earlier]
         if not saved["finished"]:
             self.log(f"  resuming {stage} after epoch {saved['epoch']}")
         return saved
@@ -230,7 +236,8 @@ class HarnessContext:
     def checkpoint(self, stage: str, state: dict[str, Any], final: bool = False) -> None:
         if self.checkpoints is None:
             return
-        self.checkpoints.save(stage, {**state, "curve": self.curve, "elapsed": self.elapsed()})
+        extra = {"curve": self.curve, "elapsed": self.elapsed(), "commits": self.commits}
+        self.checkpoints.save(stage, {**state, **extra})
         if not final and self.stop_at is not None and time.monotonic() > self.stop_at:
             raise RunPaused(
                 f"paused after {stage} epoch {state['epoch']}", list(self.curve), self.elapsed()
@@ -403,6 +410,7 @@ def execute_run(
         "cache_hits": cache.hits,
         "stopped_by_budget": ctx.stopped_by_budget,
         "resumed_from": ctx.resumed_from,
+        "trained_at_commits": ctx.commits,
         **model.diagnostics,
     }
     return {

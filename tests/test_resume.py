@@ -73,6 +73,7 @@ def test_killed_run_resumes_to_the_uninterrupted_record(
     resumed = run_batch([model], results_dir=tmp_path / "b", overrides=overrides, **SMOKE)[0]
     assert resumed.status == "ok", resumed.record.get("traceback")
     assert resumed.record["diagnostics"]["resumed_from"][stage] >= 1
+    assert resumed.record["diagnostics"]["trained_at_commits"]  # every invocation's code
     same_result(record(whole), record(resumed))
 
 
