@@ -143,3 +143,15 @@ def test_an_unreadable_record_is_moved_aside_and_the_run_redone(tmp_path):
     again = run_batch(["pop"], results_dir=tmp_path, **SMOKE)[0]
     assert again.status == "ok" and json.loads(again.path.read_text())["status"] == "ok"
     assert len(list(first.path.parent.glob(f"{first.path.name}.unreadable-*"))) == 1
+
+
+def test_files_are_published_readable_by_others(tmp_path):
+    """mkstemp creates private files; the atomic helper publishes them with the usual mode."""
+    import os
+
+    from benchmark.atomic import write_text_atomic
+
+    path = write_text_atomic(tmp_path / "board.md", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
