@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.atomic import write_text_atomic
-from benchmark.leaderboard import COST, DIGITS, DISPLAY, Leaderboard, Table
+from benchmark.leaderboard import ALL_PAIRS, COST, DIGITS, DISPLAY, Leaderboard, Table
 from benchmark.metrics import headline_metrics
 
 STYLE = """
@@ -182,9 +182,14 @@ def write_site(
         target = site / "figures" / path.name
         shutil.copyfile(path, target)
         written.append(target)
-    nav = " ".join(f'<a href="#{_anchor(t.slug)}">{html.escape(t.slug)}</a>' for t in board.tables)
+    # runs trained to convergence on all pairs first: they are the headline
+    order = sorted(
+        zip(board.tables, summaries),
+        key=lambda pair: (pair[0].budget is not None, pair[0].training_data != ALL_PAIRS),
+    )
+    nav = " ".join(f'<a href="#{_anchor(t.slug)}">{html.escape(t.slug)}</a>' for t, _ in order)
     sections = []
-    for table, summary in zip(board.tables, summaries):
+    for table, summary in order:
         images = "".join(
             f'<figure><img src="figures/{p.name}" alt="{html.escape(p.stem)}" loading="lazy">'
             f"<figcaption>{html.escape(p.stem.removeprefix(table.slug + '_'))}</figcaption>"
