@@ -566,13 +566,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmark.site import write_site
 
     board = build_leaderboard(load_records(args.results_dir))  # loaded once, for every view
-    written = write_leaderboard(args.results_dir, board=board)
+    summaries = [summarize(table) for table in board.tables]
+    written = write_leaderboard(args.results_dir, board=board, summaries=summaries)
     figures: list[Path] = []
     if not args.no_figures:
         from benchmark.figures import write_figures
 
         figures = write_figures(args.results_dir, args.results_dir / "figures", board=board)
-    summaries = [summarize(table) for table in board.tables]
     written += figures + write_site(board, summaries, args.results_dir, figures)
     for path in written:
         print(path)

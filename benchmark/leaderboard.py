@@ -688,16 +688,20 @@ def tidy_csv(board: Leaderboard, summaries: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def write_leaderboard(
-    results_dir: Path, out_dir: Path | None = None, board: Leaderboard | None = None
+    results_dir: Path,
+    out_dir: Path | None = None,
+    board: Leaderboard | None = None,
+    summaries: list[pd.DataFrame] | None = None,
 ) -> list[Path]:
     """Write ``runs.csv`` (one tidy row per run record: identity, config, metrics, cost,
     diagnostics, provenance) and its views ``leaderboard.md``, ``.csv`` (one row per table, model
     and metric) and ``.tex`` into ``out_dir`` (default ``results_dir``); returns the paths.
-    ``board``: an already built :class:`Leaderboard` of ``results_dir`` (records load once)."""
+    ``board`` / ``summaries``: already built from ``results_dir`` (records load and
+    significance tests run once for every view)."""
     out_dir = Path(out_dir if out_dir is not None else results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     board = board or build_leaderboard(load_records(Path(results_dir)))
-    summaries = [summarize(table) for table in board.tables]
+    summaries = summaries or [summarize(table) for table in board.tables]
     paths = [out_dir / f"leaderboard.{ext}" for ext in ("md", "csv", "tex")]
     write_text_atomic(paths[0], render_markdown(board, summaries))
     write_text_atomic(paths[1], tidy_csv(board, summaries).to_csv(index=False))

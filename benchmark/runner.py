@@ -483,51 +483,52 @@ def run_batch(
     overrides = overrides or []
     # Resolve every model and config before any work, so a typo fails fast and costs nothing.
     configs = resolve_configs(models, datasets, profile, overrides, tuned)
+    specs = plan_runs(
+        models,
+        datasets,
+        profile=profile,
+        seeds=seeds,
+        overrides=overrides,
+        protocol=protocol,
+        budget_minutes=budget_minutes,
+        label=label,
+        configs=configs,
+    )
     outcomes: list[RunOutcome] = []
     for dataset in datasets:
         data = load_sequence_data(dataset, data_dir, protocol.max_history)
         stats = dataset_stats(data)
-        for name in models:
+        for spec in (s for s in specs if s.dataset == dataset):
+            name = spec.model
             cls, config = configs[(dataset, name)]
-            for seed in seeds:
-                spec = RunSpec(
-                    name,
-                    data.name,
-                    profile,
-                    seed,
-                    config.to_dict(),
-                    protocol.to_dict(),
-                    budget_minutes,
-                    label,
+            checkpoint = (
+                None
+                if save_models is None
+                else under(
+                    save_models,
+                    save_models
+                    / check_name(data.name, "dataset")
+                    / check_name(name, "model")
+                    / f"{spec.run_id}.pt",
+                    "saved model",
                 )
-                checkpoint = (
-                    None
-                    if save_models is None
-                    else under(
-                        save_models,
-                        save_models
-                        / check_name(data.name, "dataset")
-                        / check_name(name, "model")
-                        / f"{spec.run_id}.pt",
-                        "saved model",
-                    )
+            )
+            outcomes.append(
+                _run_one(
+                    spec,
+                    cls,
+                    config,
+                    data,
+                    stats,
+                    protocol,
+                    results_dir,
+                    device,
+                    force,
+                    quiet,
+                    checkpoint,
+                    stop_at,
                 )
-                outcomes.append(
-                    _run_one(
-                        spec,
-                        cls,
-                        config,
-                        data,
-                        stats,
-                        protocol,
-                        results_dir,
-                        device,
-                        force,
-                        quiet,
-                        checkpoint,
-                        stop_at,
-                    )
-                )
+            )
     return outcomes
 
 
@@ -571,9 +572,11 @@ def plan_runs(
     budget_minutes: float | None = None,
     label: str | None = None,
     tuned: Callable[[str, str], dict[str, Any]] | None = None,
+    configs: dict[tuple[str, str], tuple[type[Model], ModelConfig]] | None = None,
 ) -> list[RunSpec]:
-    """The run specs of a grid, in the order ``run`` trains them (dataset, model, seed)."""
-    configs = resolve_configs(models, datasets, profile, overrides, tuned)
+    """The run specs of a grid, in the order ``run`` trains them (dataset, model, seed);
+    ``configs``: already resolved by :func:`resolve_configs`."""
+    configs = configs or resolve_configs(models, datasets, profile, overrides, tuned)
     return [
         RunSpec(
             name,

@@ -144,12 +144,12 @@ def _sid_html(summary: pd.DataFrame) -> str:
 
 def _runs_html(table: Table) -> str:
     parts = ["<h3>Runs</h3>"]
+    name = headline_metrics(json.loads(table.protocol).get("selection", "ndcg@10"))[0]
     for model in table.models:
         runs = table.runs[table.runs["model"] == model].sort_values("seed")
         items = []
         for run in runs.itertuples():
             link = f"../{run.path}" if isinstance(run.path, str) else "#"
-            name = headline_metrics(json.loads(table.protocol).get("selection", "ndcg@10"))[0]
             metric = run._asdict().get(name)
             score = "" if metric is None or pd.isna(metric) else f", test {name} {metric:.4f}"
             commit = (run.git_commit or "")[:7] if isinstance(run.git_commit, str) else ""
