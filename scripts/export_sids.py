@@ -16,12 +16,16 @@ import argparse
 import json
 import string
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmark.atomic import write_text_atomic
 from benchmark.cache import DiskCache
 from benchmark.data import Protocol, cache_root, load_sequence_data
 from benchmark.datasets import default_data_dir
 from benchmark.runner import HarnessContext, build_config, resolve_model
+
+if TYPE_CHECKING:
+    from models.components.semantic_ids import SemanticIDTable
 
 
 def semantic_id_table(model: str, dataset: str, profile: str, seed: int, data_dir, overrides):
@@ -49,6 +53,23 @@ def letter_index(table, item_tokens: list[str]) -> dict[str, list[str]]:
     }
 
 
+def export_letter_index(
+    model: str,
+    dataset: str,
+    profile: str,
+    seed: int,
+    data_dir: str | Path | None,
+    overrides: dict[str, str],
+    out: Path,
+) -> SemanticIDTable:
+    """Write ``model``'s ID table for ``dataset`` to ``out`` in LETTER's index format."""
+    data, table = semantic_id_table(
+        model, dataset, profile, seed, data_dir or default_data_dir(), overrides
+    )
+    write_text_atomic(out, json.dumps(letter_index(table, data.item_tokens)))
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiger", help="a model with a tokenizer (default tiger)")
@@ -60,15 +81,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     overrides = dict(pair.split("=", 1) for pair in args.overrides)
-    data, table = semantic_id_table(
-        args.model,
-        args.dataset,
-        args.profile,
-        args.seed,
-        args.data_dir or default_data_dir(),
-        overrides,
+    table = export_letter_index(
+        args.model, args.dataset, args.profile, args.seed, args.data_dir, overrides, args.out
     )
-    write_text_atomic(args.out, json.dumps(letter_index(table, data.item_tokens)))
     sizes = table.level_sizes
     print(f"{args.out}: {table.n_items} items, {len(sizes)} tokens each, sizes {sizes}")
 

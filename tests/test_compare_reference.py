@@ -1,0 +1,101 @@
+"""The pure parts of ``scripts/compare_reference.py``: the inputs it writes for the authors'
+trainer, the CPU patches it applies to their code, and the verdict it reports."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from scripts import compare_reference as cr
+
+
+def test_user_sequences_rebuilds_each_users_items_from_the_split():
+    # user 1: items 5 6 7 | valid 8 | test 9; user 2: 3 4 | valid 2 | test 1
+    data = SimpleNamespace(
+        train_users=np.array([1, 1, 2]),
+        train_histories=[[5], [5, 6], [3]],
+        train_targets=np.array([6, 7, 4]),
+        valid_users=np.array([1, 2]),
+        valid_targets=np.array([8, 2]),
+        test_users=np.array([1, 2]),
+        test_targets=np.array([9, 1]),
+    )
+    assert cr.user_sequences(data) == {1: [5, 6, 7, 8, 9], 2: [3, 4, 2, 1]}
+
+
+def test_warmup_steps_follow_transformers_ceil_of_ratio_times_total():
+    settings = {"epochs": 20, "batch_size": 256, "warmup_ratio": 0.01}
+    # 38,543 pairs -> 151 steps per epoch -> 3,020 steps -> ceil(30.2) = 31
+    assert cr.warmup_steps(38_543, settings) == 31
+
+
+def test_train_seconds_per_epoch_leaves_out_validation_and_setup():
+    curve = [
+        {"seconds": 100.0, "valid_seconds": 5.0},  # 40 s of setup before epoch 0
+        {"seconds": 165.0, "valid_seconds": 5.0},
+        {"seconds": 230.0, "valid_seconds": 5.0},
+    ]
+    assert cr.train_seconds_per_epoch(curve) == pytest.approx(60.0)
+
+
+@pytest.mark.parametrize(
+    ("ours", "ref", "passed"),
+    [
+        ([0.050, 0.054], [0.052, 0.053], True),  # within the larger spread
+        ([0.050, 0.051], [0.054, 0.055], True),  # outside the spread, within 10%
+        ([0.040, 0.041], [0.054, 0.055], False),  # 26% lower, spreads 0.001
+    ],
+)
+def test_verdict_is_the_larger_spread_or_ten_percent(ours, ref, passed):
+    verdict = cr.verdict_for(ours, ref)
+    assert verdict["passed"] is passed
+    assert verdict["difference"] == pytest.approx(np.mean(ours) - np.mean(ref))
+
+
+def _fake_checkout(root, finetune: str, test: str):
+    folder = root / "LETTER-TIGER"
+    (folder / "ckpt" / "TIGER").mkdir(parents=True)
+    (folder / "finetune.py").write_text(finetune)
+    (folder / "test.py").write_text(test)
+    (folder / "ckpt" / "TIGER" / "config.json").write_text(json.dumps({"d_model": 128}))
+    (folder / "ckpt" / "TIGER" / "spiece.model").write_text("tokenizer")
+    return root
+
+
+TEST_PY = (
+    'device = torch.device("cuda",args.gpu_id)\n'
+    'config = T5Config.from_pretrained("t5-small")\n'
+    'tok = T5Tokenizer.from_pretrained(\n        "t5-small",\n        model_max_length=512)\n'
+    "model = load(\n        low_cpu_mem_usage=True,\n        device_map=device_map,\n    )\n"
+    "DataLoader(x, num_workers=4, pin_memory=True)\n"
+)
+FINETUNE_PY = 'device = torch.device("cuda", local_rank)\n'
+
+
+def test_patches_move_their_code_to_the_cpu_and_off_the_hub(tmp_path):
+    ref = _fake_checkout(tmp_path / "ref", FINETUNE_PY, TEST_PY)
+    code = cr.patched_copy(ref, tmp_path / "work" / "LETTER-TIGER")
+    assert (code / "finetune.py").read_text() == 'device = torch.device("cpu")\n'
+    test = (code / "test.py").read_text()
+    assert "cuda" not in test and "t5-small" not in test and "device_map" not in test
+    assert test.count("args.base_model") == 2 and "num_workers=0" in test
+    assert "cuda" in (ref / "LETTER-TIGER" / "test.py").read_text()  # their copy untouched
+
+
+def test_a_changed_checkout_is_refused_with_the_patch_that_no_longer_applies(tmp_path):
+    ref = _fake_checkout(tmp_path / "ref", "device = torch.device('cuda')\n", TEST_PY)
+    with pytest.raises(SystemExit, match="finetune.py.*expected one"):
+        cr.patched_copy(ref, tmp_path / "work" / "LETTER-TIGER")
+
+
+def test_base_model_has_their_tokenizer_and_the_compared_size(tmp_path):
+    ref = _fake_checkout(tmp_path / "ref", FINETUNE_PY, TEST_PY)
+    base = cr.base_model(ref, tmp_path / "base", "quick")
+    config = json.loads((base / "config.json").read_text())
+    assert (base / "spiece.model").read_text() == "tokenizer"
+    size = cr.SIZES["quick"]
+    assert config["d_model"] == size["d_model"] and config["num_decoder_layers"] == 2
+    assert config["dropout_rate"] == 0.1
