@@ -442,7 +442,7 @@ def run_reference(args, work, code, base, python, inputs, s, seed: int) -> None:
 def write_report(args: argparse.Namespace, work: Path, seeds: list[int]) -> Path:
     import torch
 
-    from benchmark.atomic import write_json_atomic
+    from benchmark.atomic import write_json_atomic, write_text_atomic
     from benchmark.records import environment, read_record
 
     settings = json.loads((work / "settings.json").read_text())
@@ -531,7 +531,45 @@ def write_report(args: argparse.Namespace, work: Path, seeds: list[int]) -> Path
     }
     path = REPO / "results" / "reference" / f"{args.dataset}-tiger-{args.size}.json"
     write_json_atomic(path, report)
+    write_text_atomic(path.with_suffix(".md"), markdown_table(report))
     return path
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The README's fidelity table: test metrics per seed, mean, spread, verdict and cost."""
+    ours, ref = report["ours"], report["reference"]
+    rows = [
+        "| seed | ours Recall@10 | reference Recall@10 | ours NDCG@10 | reference NDCG@10 |",
+        "|---|---|---|---|---|",
+    ]
+    for i, seed in enumerate(report["seeds"]):
+        values = (ours["recall@10"][i], ref["recall@10"][i], ours["ndcg@10"][i], ref["ndcg@10"][i])
+        rows.append(f"| {seed} | " + " | ".join(f"{v:.4f}" for v in values) + " |")
+    for name, stat in (("mean", statistics.mean), ("spread", lambda v: max(v) - min(v))):
+        values = [stat(side[m]) for m in ("recall@10", "ndcg@10") for side in (ours, ref)]
+        rows.append(f"| {name} | " + " | ".join(f"{v:.4f}" for v in values) + " |")
+    verdict = report["verdict"]
+    lines = [
+        *rows,
+        "",
+        "Verdict: "
+        + "; ".join(
+            f"{m} {v['relative']:+.1%} (difference {v['difference']:+.4f}, larger spread "
+            f"{v['larger_spread']:.4f}): {'pass' if v['passed'] else 'FAIL'}"
+            for m, v in verdict.items()
+        )
+        + ".",
+        "",
+        "| side | train s/epoch | validation s (beam 20, all users) | best epoch |",
+        "|---|---|---|---|",
+    ]
+    for name, side in (("ours", ours), ("reference", ref)):
+        lines.append(
+            f"| {name} | {statistics.mean(side['seconds_per_epoch']):.0f} | "
+            f"{statistics.mean(side['valid_seconds_per_epoch']):.0f} | "
+            f"{', '.join(str(e) for e in side['best_epoch'])} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def find_our_record(folder: Path, seed: int, sid_file: str, settings, read_record) -> dict:

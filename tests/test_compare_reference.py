@@ -99,3 +99,23 @@ def test_base_model_has_their_tokenizer_and_the_compared_size(tmp_path):
     size = cr.SIZES["quick"]
     assert config["d_model"] == size["d_model"] and config["num_decoder_layers"] == 2
     assert config["dropout_rate"] == 0.1
+
+
+def test_markdown_table_has_every_seed_the_means_and_the_verdict():
+    ours = {"recall@10": [0.050, 0.054], "ndcg@10": [0.025, 0.027]}
+    ref = {"recall@10": [0.052, 0.053], "ndcg@10": [0.026, 0.026]}
+    for side in (ours, ref):
+        side.update(
+            seconds_per_epoch=[60.0, 62.0], valid_seconds_per_epoch=[5.0], best_epoch=[9, 8]
+        )
+    report = {
+        "seeds": [0, 1],
+        "ours": ours,
+        "reference": ref,
+        "verdict": {m: cr.verdict_for(ours[m], ref[m]) for m in ("recall@10", "ndcg@10")},
+    }
+    table = cr.markdown_table(report)
+    assert "| 0 | 0.0500 | 0.0520 | 0.0250 | 0.0260 |" in table
+    assert "| mean | 0.0520 | 0.0525 | 0.0260 | 0.0260 |" in table
+    assert "recall@10 -1.0%" in table and "FAIL" not in table
+    assert "| ours | 61 | 5 | 9, 8 |" in table
