@@ -304,7 +304,9 @@ LABEL = "tiger-vs-letter-reference"
 
 
 def ours_results_dir() -> Path:
-    return REPO / "results" / "reference" / "runs"
+    """``--results-dir`` of our side: records land in ``results/reference/runs/<dataset>/tiger``,
+    apart from the leaderboard's ``results/runs``."""
+    return REPO / "results" / "reference"
 
 
 def run_ours(args, inputs: dict[str, Any], s: dict[str, Any], seed: int) -> None:
@@ -385,7 +387,10 @@ def run_reference(args, work, code, base, python, inputs, s, seed: int) -> None:
     ]
     ckpt = out / "ckpt"
     timing = out / "timing.json"
-    if not (ckpt / "config.json").exists():
+    if not timing.exists():  # written when their trainer returned
+        # a killed run continues from its last epoch checkpoint (their --resume_from_checkpoint)
+        saved = sorted(ckpt.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        resume = ["--resume_from_checkpoint", str(saved[-1])] if saved else []
         train = [
             str(python),
             str(DRIVER),
@@ -410,6 +415,7 @@ def run_reference(args, work, code, base, python, inputs, s, seed: int) -> None:
             str(s["warmup_ratio"]),
             "--lr_scheduler_type",
             "cosine" if s["schedule"] == "cosine" else "constant_with_warmup",
+            *resume,
         ]
         started = time.time()
         with open(out / "train.log", "a") as log:
@@ -454,12 +460,13 @@ def write_report(args: argparse.Namespace, work: Path, seeds: list[int]) -> Path
             "ndcg@10",
             "seconds_per_epoch",
             "valid_seconds_per_epoch",
+            "test_seconds",
             "best_epoch",
             "run_id",
         )
     }
     ours_curves, ours_env = {}, None
-    folder = ours_results_dir() / args.dataset / LABEL
+    folder = ours_results_dir() / "runs" / args.dataset / "tiger"
     for seed in seeds:
         record = find_our_record(folder, seed, inputs["sid_file"], settings, read_record)
         curve = record["curve"]
@@ -467,6 +474,7 @@ def write_report(args: argparse.Namespace, work: Path, seeds: list[int]) -> Path
         ours["ndcg@10"].append(record["test"]["ndcg@10"])
         ours["seconds_per_epoch"].append(train_seconds_per_epoch(curve))
         ours["valid_seconds_per_epoch"].append(statistics.mean(e["valid_seconds"] for e in curve))
+        ours["test_seconds"].append(record["diagnostics"]["eval_seconds"])
         ours["best_epoch"].append(record["diagnostics"].get("best_epoch"))
         ours["run_id"].append(record["run_id"])
         ours_curves[seed] = [
@@ -560,13 +568,14 @@ def markdown_table(report: dict[str, Any]) -> str:
         )
         + ".",
         "",
-        "| side | train s/epoch | validation s (beam 20, all users) | best epoch |",
-        "|---|---|---|---|",
+        "| side | train s/epoch | validation s | test s | best epoch |",
+        "|---|---|---|---|---|",
     ]
     for name, side in (("ours", ours), ("reference", ref)):
         lines.append(
             f"| {name} | {statistics.mean(side['seconds_per_epoch']):.0f} | "
             f"{statistics.mean(side['valid_seconds_per_epoch']):.0f} | "
+            f"{statistics.mean(side['test_seconds']):.0f} | "
             f"{', '.join(str(e) for e in side['best_epoch'])} |"
         )
     return "\n".join(lines) + "\n"
@@ -576,6 +585,8 @@ def find_our_record(folder: Path, seed: int, sid_file: str, settings, read_recor
     for path in sorted(folder.glob("*.json")):
         record = read_record(path)
         if not record or record.get("seed") != seed or record.get("status") != "ok":
+            continue
+        if record.get("spec", {}).get("label") != LABEL:
             continue
         config = record.get("model", {}).get("config", {})
         if config.get("epochs") == settings["epochs"] and config.get("lr") == settings["lr"]:

@@ -28,6 +28,7 @@ import os
 import sys
 import time
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.getcwd())  # the patched LETTER-TIGER copy
@@ -61,6 +62,12 @@ class ValidationCurve(transformers.TrainerCallback):
         self.valid = SeqRecDataset(args, "valid")
         self.started = 0.0
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        # resumed from a checkpoint: keep the entries of the epochs it had finished
+        if os.path.exists(self.path) and state.global_step > 0:
+            with open(self.path) as f:
+                self.entries = [e for e in json.load(f) if e["epoch"] < round(state.epoch)]
+
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.started = time.perf_counter()
 
@@ -91,9 +98,23 @@ class ValidationCurve(transformers.TrainerCallback):
 
     @torch.no_grad()
     def evaluate(self, model, tokenizer) -> dict[str, float]:
-        """test.py's loop, on the validation rows, in order."""
+        """test.py's loop, on the validation rows, in order.
+
+        test.py decodes with a ``T5ForConditionalGeneration`` loaded from the saved weights:
+        their ``LETTER.forward`` fails without labels (``ranking_loss`` returns an unbound
+        ``loss``). The model is viewed as that class while decoding (same modules and weights;
+        LETTER only adds the training loss's temperature)."""
         was_training = model.training
         model.eval()
+        letter_class = model.__class__
+        model.__class__ = transformers.T5ForConditionalGeneration
+        try:
+            return self._evaluate(model, tokenizer)
+        finally:
+            model.__class__ = letter_class
+            model.train(was_training)
+
+    def _evaluate(self, model, tokenizer) -> dict[str, float]:
         items = self.valid.get_all_items()
         trie = Trie([[0] + tokenizer.encode(candidate) for candidate in items])
         allowed = prefix_allowed_tokens_fn(trie)
@@ -122,7 +143,6 @@ class ValidationCurve(transformers.TrainerCallback):
             for name, value in get_metrics_results(topk, METRICS).items():
                 totals[name] += value
             n += len(targets)
-        model.train(was_training)
         return {name: value / n for name, value in totals.items()}
 
 
@@ -137,6 +157,11 @@ def main() -> None:
     parser.add_argument("--valid_every", type=int, default=1, help="epochs between curves")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    # transformers 4.41 reloads its own RNG checkpoint with torch.load's default, which torch
+    # >= 2.6 made weights_only: allow the numpy array types of the saved numpy RNG state
+    torch.serialization.add_safe_globals(
+        [np.core.multiarray._reconstruct, np.ndarray, np.dtype, np.dtypes.UInt32DType]
+    )
 
     curve = ValidationCurve(
         args, args.curve_file, args.valid_beams, args.valid_batch_size, args.valid_every
