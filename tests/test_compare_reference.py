@@ -106,7 +106,10 @@ def test_markdown_table_has_every_seed_the_means_and_the_verdict():
     ref = {"recall@10": [0.052, 0.053], "ndcg@10": [0.026, 0.026]}
     for side in (ours, ref):
         side.update(
-            seconds_per_epoch=[60.0, 62.0], valid_seconds_per_epoch=[5.0], best_epoch=[9, 8]
+            seconds_per_epoch=[60.0, 62.0],
+            valid_seconds_per_epoch=[5.0],
+            test_seconds=[7.0],
+            best_epoch=[9, 8],
         )
     report = {
         "seeds": [0, 1],
@@ -118,4 +121,4 @@ def test_markdown_table_has_every_seed_the_means_and_the_verdict():
     assert "| 0 | 0.0500 | 0.0520 | 0.0250 | 0.0260 |" in table
     assert "| mean | 0.0520 | 0.0525 | 0.0260 | 0.0260 |" in table
     assert "recall@10 -1.0%" in table and "FAIL" not in table
-    assert "| ours | 61 | 5 | 9, 8 |" in table
+    assert "| ours | 61 | 5 | 7 | 9, 8 |" in table
