@@ -79,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
     settings = shared_settings(args)
+    venv = Path(args.venv or work.parent / "letter-venv")
     if args.side in ("both", "reference"):
-        python = build_environment(Path(args.venv or work.parent / "letter-venv"), args.torch)
+        python = build_environment(venv, args.torch)
         code = patched_copy(Path(args.reference), work / "LETTER-TIGER")
         base = base_model(Path(args.reference), work / "base-model", args.size)
     if args.side != "report":
@@ -94,14 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:
             run_reference(args, work, code, base, python, inputs, settings, seed)
     if args.side in ("both", "report"):
-        path = write_report(args, work, seeds)
+        path = write_report(args, work, venv, seeds)
         print(f"compare_reference: wrote {path}")
     return 0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--reference", required=True, help="checkout of HonghuiBao2000/LETTER")
+    p.add_argument("--reference", help="checkout of HonghuiBao2000/LETTER (not for the report)")
     p.add_argument("--dataset", default="office")
     p.add_argument("--data-dir", default=os.environ.get("GENREC_DATA_DIR"))
     p.add_argument("--size", choices=sorted(SIZES), default="quick")
@@ -125,7 +126,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--venv", help="reference environment (default: beside the work folder)")
     p.add_argument("--torch", default="torch", help="pip requirement or wheel for its torch")
     args = p.parse_args(argv)
-    if not (Path(args.reference) / "LETTER-TIGER" / "finetune.py").is_file():
+    needs_checkout = args.side in ("both", "reference")
+    if (
+        needs_checkout
+        and not (Path(args.reference or ".") / "LETTER-TIGER" / "finetune.py").is_file()
+    ):
         p.error(
             f"--reference {args.reference}: no LETTER-TIGER/finetune.py there; pass a "
             "checkout of https://github.com/HonghuiBao2000/LETTER"
@@ -445,7 +450,7 @@ def run_reference(args, work, code, base, python, inputs, s, seed: int) -> None:
 
 
 # ------------------------------------------------------------------ report
-def write_report(args: argparse.Namespace, work: Path, seeds: list[int]) -> Path:
+def write_report(args: argparse.Namespace, work: Path, venv: Path, seeds: list[int]) -> Path:
     import torch
 
     from benchmark.atomic import write_json_atomic, write_text_atomic
@@ -529,7 +534,7 @@ def write_report(args: argparse.Namespace, work: Path, seeds: list[int]) -> Path
         "curves": {"ours": ours_curves, "reference": ref_curves},
         "environment": {
             "ours": ours_env,
-            "reference": reference_environment(work),
+            "reference": reference_environment(venv),
             "report_written_by": environment(torch.device("cpu")),
         },
         "selection": {
@@ -578,7 +583,37 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"{statistics.mean(side['test_seconds']):.0f} | "
             f"{', '.join(str(e) for e in side['best_epoch'])} |"
         )
+    lines += ["", *curve_table(report)]
     return "\n".join(lines) + "\n"
+
+
+def curve_table(report: dict[str, Any]) -> list[str]:
+    """Validation Recall@10 / NDCG@10 per seed at the epochs both sides decoded."""
+    seeds = report["seeds"]
+    curves = report.get("curves", {})
+
+    def by_epoch(side: str, seed: int) -> dict[int, dict]:
+        entries = curves.get(side, {}).get(seed) or curves.get(side, {}).get(str(seed)) or []
+        return {e["epoch"]: e for e in entries if e.get("recall@10") is not None}
+
+    ours = {seed: by_epoch("ours", seed) for seed in seeds}
+    ref = {seed: by_epoch("reference", seed) for seed in seeds}
+    epochs = sorted(set.intersection(*(set(ref[s]) & set(ours[s]) for s in seeds)))
+    if not epochs:
+        return []
+    head = " | ".join(f"{side} seed {s}" for side in ("ours", "reference") for s in seeds)
+    rows = [
+        f"| epochs trained | {head} |",
+        "|---" * (1 + 2 * len(seeds)) + "|",
+    ]
+    for epoch in epochs:
+        cells = [
+            f"{side[s][epoch]['recall@10']:.4f} / {side[s][epoch]['ndcg@10']:.4f}"
+            for side in (ours, ref)
+            for s in seeds
+        ]
+        rows.append(f"| {epoch + 1} | " + " | ".join(cells) + " |")
+    return ["Validation Recall@10 / NDCG@10 (beam 20, every validation user):", "", *rows]
 
 
 def find_our_record(folder: Path, seed: int, sid_file: str, settings, read_record) -> dict:
@@ -620,8 +655,8 @@ def verdict_for(ours: list[float], ref: list[float]) -> dict[str, Any]:
     }
 
 
-def reference_environment(work: Path) -> dict[str, Any]:
-    python = work.parent / "letter-venv" / "bin" / "python"
+def reference_environment(venv: Path) -> dict[str, Any]:
+    python = venv / "bin" / "python"
     probe = (
         "import json, platform, torch, transformers, accelerate; print(json.dumps({"
         "'python': platform.python_version(), 'torch': torch.__version__, "

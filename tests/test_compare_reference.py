@@ -116,9 +116,22 @@ def test_markdown_table_has_every_seed_the_means_and_the_verdict():
         "ours": ours,
         "reference": ref,
         "verdict": {m: cr.verdict_for(ours[m], ref[m]) for m in ("recall@10", "ndcg@10")},
+        "curves": {
+            "ours": {
+                s: [{"epoch": e, "recall@10": 0.01 * e, "ndcg@10": 0.005 * e} for e in range(4)]
+                for s in (0, 1)
+            },
+            # the reference decodes every other epoch; JSON keys are strings once reloaded
+            "reference": {
+                str(s): [{"epoch": 1, "recall@10": 0.02, "ndcg@10": 0.01}, {"epoch": 2}]
+                for s in (0, 1)
+            },
+        },
     }
     table = cr.markdown_table(report)
     assert "| 0 | 0.0500 | 0.0520 | 0.0250 | 0.0260 |" in table
     assert "| mean | 0.0520 | 0.0525 | 0.0260 | 0.0260 |" in table
     assert "recall@10 -1.0%" in table and "FAIL" not in table
     assert "| ours | 61 | 5 | 7 | 9, 8 |" in table
+    assert "| 2 | 0.0100 / 0.0050 | 0.0100 / 0.0050 | 0.0200 / 0.0100 | 0.0200 / 0.0100 |" in table
+    assert "| 3 |" not in table  # epoch index 2: no reference decode there
