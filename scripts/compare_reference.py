@@ -454,70 +454,12 @@ def write_report(args: argparse.Namespace, work: Path, venv: Path, seeds: list[i
     import torch
 
     from benchmark.atomic import write_json_atomic, write_text_atomic
-    from benchmark.records import environment, read_record
+    from benchmark.records import environment
 
     settings = json.loads((work / "settings.json").read_text())
     inputs = json.loads((work / "inputs.json").read_text())
-    ours: dict[str, list] = {
-        k: []
-        for k in (
-            "recall@10",
-            "ndcg@10",
-            "seconds_per_epoch",
-            "valid_seconds_per_epoch",
-            "test_seconds",
-            "best_epoch",
-            "run_id",
-        )
-    }
-    ours_curves, ours_env = {}, None
-    folder = ours_results_dir() / "runs" / args.dataset / "tiger"
-    for seed in seeds:
-        record = find_our_record(folder, seed, inputs["sid_file"], settings, read_record)
-        curve = record["curve"]
-        ours["recall@10"].append(record["test"]["recall@10"])
-        ours["ndcg@10"].append(record["test"]["ndcg@10"])
-        ours["seconds_per_epoch"].append(train_seconds_per_epoch(curve))
-        ours["valid_seconds_per_epoch"].append(statistics.mean(e["valid_seconds"] for e in curve))
-        ours["test_seconds"].append(record["diagnostics"]["eval_seconds"])
-        ours["best_epoch"].append(record["diagnostics"].get("best_epoch"))
-        ours["run_id"].append(record["run_id"])
-        ours_curves[seed] = [
-            {
-                "epoch": e["epoch"],
-                "recall@10": e.get("recall@10"),
-                "ndcg@10": e.get("ndcg@10"),
-                "loss": e.get("loss"),
-            }
-            for e in curve
-        ]
-        ours_env = record["environment"]
-    ref: dict[str, list] = {
-        k: []
-        for k in (
-            "recall@10",
-            "ndcg@10",
-            "seconds_per_epoch",
-            "valid_seconds_per_epoch",
-            "test_seconds",
-            "best_epoch",
-        )
-    }
-    ref_curves = {}
-    for seed in seeds:
-        out = work / f"reference-seed{seed}"
-        result = json.loads((out / "test.json").read_text())["mean_results"]
-        curve = json.loads((out / "curve.json").read_text())
-        ref["recall@10"].append(result["hit@10"])
-        ref["ndcg@10"].append(result["ndcg@10"])
-        ref["seconds_per_epoch"].append(statistics.mean(e["train_seconds"] for e in curve))
-        ref["valid_seconds_per_epoch"].append(
-            statistics.mean(e["valid_seconds"] for e in curve if "valid_seconds" in e)
-        )
-        timing = json.loads((out / "timing.json").read_text())
-        ref["test_seconds"].append(timing["test_wall_seconds"])
-        ref["best_epoch"].append(min(curve, key=lambda e: e.get("eval_loss", math.inf))["epoch"])
-        ref_curves[seed] = curve
+    ours, ours_curves, ours_env = our_side(args.dataset, seeds, settings)
+    ref, ref_curves = reference_side(work, seeds)
     verdict = {m: verdict_for(ours[m], ref[m]) for m in ("recall@10", "ndcg@10")}
     report = {
         "dataset": args.dataset,
@@ -616,7 +558,62 @@ def curve_table(report: dict[str, Any]) -> list[str]:
     return ["Validation Recall@10 / NDCG@10 (beam 20, every validation user):", "", *rows]
 
 
-def find_our_record(folder: Path, seed: int, sid_file: str, settings, read_record) -> dict:
+# what each side reports, one list entry per seed
+SIDE_FIELDS = (
+    "recall@10",
+    "ndcg@10",
+    "seconds_per_epoch",
+    "valid_seconds_per_epoch",
+    "test_seconds",
+    "best_epoch",
+)
+
+
+def our_side(dataset: str, seeds: list[int], settings: dict[str, Any]) -> tuple:
+    """Per-seed lists (plus run ids), validation curves and environment of our records."""
+    from benchmark.records import read_record
+
+    ours: dict[str, list] = {k: [] for k in (*SIDE_FIELDS, "run_id")}
+    curves, env = {}, None
+    folder = ours_results_dir() / "runs" / dataset / "tiger"
+    for seed in seeds:
+        record = find_our_record(read_record, folder, seed, settings)
+        curve = record["curve"]
+        ours["recall@10"].append(record["test"]["recall@10"])
+        ours["ndcg@10"].append(record["test"]["ndcg@10"])
+        ours["seconds_per_epoch"].append(train_seconds_per_epoch(curve))
+        ours["valid_seconds_per_epoch"].append(statistics.mean(e["valid_seconds"] for e in curve))
+        ours["test_seconds"].append(record["diagnostics"]["eval_seconds"])
+        ours["best_epoch"].append(record["diagnostics"].get("best_epoch"))
+        ours["run_id"].append(record["run_id"])
+        keep = ("epoch", "recall@10", "ndcg@10", "loss")
+        curves[seed] = [{k: e.get(k) for k in keep} for e in curve]
+        env = record["environment"]
+    return ours, curves, env
+
+
+def reference_side(work: Path, seeds: list[int]) -> tuple[dict[str, list], dict]:
+    """Per-seed lists and validation curves of the reference runs under ``work``."""
+    ref: dict[str, list] = {k: [] for k in SIDE_FIELDS}
+    curves = {}
+    for seed in seeds:
+        out = work / f"reference-seed{seed}"
+        result = json.loads((out / "test.json").read_text())["mean_results"]
+        curve = json.loads((out / "curve.json").read_text())
+        timing = json.loads((out / "timing.json").read_text())
+        decoded = [e["valid_seconds"] for e in curve if "valid_seconds" in e]
+        ref["recall@10"].append(result["hit@10"])
+        ref["ndcg@10"].append(result["ndcg@10"])
+        ref["seconds_per_epoch"].append(statistics.mean(e["train_seconds"] for e in curve))
+        ref["valid_seconds_per_epoch"].append(statistics.mean(decoded))
+        ref["test_seconds"].append(timing["test_wall_seconds"])
+        # their load_best_model_at_end keeps the epoch of the lowest validation loss
+        ref["best_epoch"].append(min(curve, key=lambda e: e.get("eval_loss", math.inf))["epoch"])
+        curves[seed] = curve
+    return ref, curves
+
+
+def find_our_record(read_record, folder: Path, seed: int, settings: dict[str, Any]) -> dict:
     for path in sorted(folder.glob("*.json")):
         record = read_record(path)
         if not record or record.get("seed") != seed or record.get("status") != "ok":
