@@ -47,6 +47,9 @@ class ModelConfig:
 
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}
     ZERO_ALLOWED: ClassVar[frozenset[str]] = frozenset()
+    # Fields added after runs were recorded: left out of :meth:`to_dict` (and so of run ids)
+    # while at their default, so the recorded runs keep their ids and are not trained again.
+    ADDED_LATER: ClassVar[frozenset[str]] = frozenset()
 
     batch_size: int = 256
     lr: float = 1e-3
@@ -70,7 +73,11 @@ class ModelConfig:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        for f in dataclasses.fields(self):
+            if f.name in self.ADDED_LATER and values[f.name] == f.default:
+                del values[f.name]
+        return values
 
 
 def check_values(config: ModelConfig) -> None:

@@ -51,7 +51,9 @@ def load_decoder(path: Path, n_items: int) -> tuple[SIDRecommender, SemanticIDTa
             f"{n_items}: pass the --dataset it was trained on"
         )
     table = SemanticIDTable(state["sid_codes"], state["level_sizes"])
-    model = SIDRecommender(T5Spec(**state["t5_spec"]), table.level_sizes)
+    model = SIDRecommender(
+        T5Spec(**state["t5_spec"]), table.level_sizes, state.get("unused_tokens", 0)
+    )
     model.load_state_dict(state["net"])
     return model.eval(), table
 

@@ -122,6 +122,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="epochs between the reference's validation decodes (each costs minutes)",
     )
     p.add_argument("--side", choices=["both", "ours", "reference", "report"], default="both")
+    p.add_argument(
+        "--ours-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an ablation of our side (e.g. unused_tokens=32100), recorded under its own label "
+        "and reported beside the plain comparison",
+    )
     p.add_argument("--work", help="work folder (default ~/.cache/genrec-bench/reference/...)")
     p.add_argument("--venv", help="reference environment (default: beside the work folder)")
     p.add_argument("--torch", default="torch", help="pip requirement or wheel for its torch")
@@ -348,7 +356,7 @@ def run_ours(args, inputs: dict[str, Any], s: dict[str, Any], seed: int) -> None
         "--results-dir",
         str(ours_results_dir()),
         "--label",
-        LABEL,
+        variant_label(args.ours_set),
         "--max-history",
         str(s["max_history"]),
         "--quiet",
@@ -357,7 +365,26 @@ def run_ours(args, inputs: dict[str, Any], s: dict[str, Any], seed: int) -> None
         cmd += ["--data-dir", args.data_dir]
     for key, value in sets.items():
         cmd += ["--set", f"{key}={value}"]
+    for pair in args.ours_set:
+        cmd += ["--set", pair]
     subprocess.run(cmd, check=True, cwd=REPO)
+
+
+def ablation_labels(dataset: str) -> list[str]:
+    """Labels of our ablation records (``--ours-set``) for ``dataset``."""
+    from benchmark.records import read_record
+
+    labels = set()
+    for path in (ours_results_dir() / "runs" / dataset / "tiger").glob("*.json"):
+        label = ((read_record(path) or {}).get("spec") or {}).get("label") or ""
+        if label.startswith(LABEL + " ("):
+            labels.add(label)
+    return sorted(labels)
+
+
+def variant_label(ours_set: list[str]) -> str:
+    """Label of our records: the plain comparison, or an ablation of ours (``--ours-set``)."""
+    return f"{LABEL} ({', '.join(ours_set)})" if ours_set else LABEL
 
 
 def run_reference(args, work, code, base, python, inputs, s, seed: int) -> None:
@@ -458,9 +485,17 @@ def write_report(args: argparse.Namespace, work: Path, venv: Path, seeds: list[i
 
     settings = json.loads((work / "settings.json").read_text())
     inputs = json.loads((work / "inputs.json").read_text())
-    ours, ours_curves, ours_env = our_side(args.dataset, seeds, settings)
+    ours, ours_curves, ours_env = our_side(args.dataset, seeds, settings, LABEL)
     ref, ref_curves = reference_side(work, seeds)
     verdict = {m: verdict_for(ours[m], ref[m]) for m in ("recall@10", "ndcg@10")}
+    variants = {}
+    for label in ablation_labels(args.dataset):
+        try:
+            side, curves, _ = our_side(args.dataset, seeds, settings, label)
+        except SystemExit:  # not every seed has finished
+            continue
+        side["verdict"] = {m: verdict_for(side[m], ref[m]) for m in ("recall@10", "ndcg@10")}
+        variants[label] = {**side, "curves": curves}
     report = {
         "dataset": args.dataset,
         "method": "tiger",
@@ -473,6 +508,7 @@ def write_report(args: argparse.Namespace, work: Path, venv: Path, seeds: list[i
         "reference": ref,
         "verdict": verdict,
         "passed": all(v["passed"] for v in verdict.values()),
+        "ours_ablations": variants,
         "curves": {"ours": ours_curves, "reference": ref_curves},
         "environment": {
             "ours": ours_env,
@@ -525,6 +561,18 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"{statistics.mean(side['test_seconds']):.0f} | "
             f"{', '.join(str(e) for e in side['best_epoch'])} |"
         )
+    for label, side in report.get("ours_ablations", {}).items():
+        lines += [
+            "",
+            f"Ablation `{label[len(LABEL) + 1 :]}` of ours: "
+            + "; ".join(
+                f"{m} {statistics.mean(side[m]):.4f} vs reference "
+                f"{v['reference_mean']:.4f} ({v['relative']:+.1%}, "
+                f"{'pass' if v['passed'] else 'FAIL'})"
+                for m, v in side["verdict"].items()
+            )
+            + f"; {statistics.mean(side['seconds_per_epoch']):.0f} s per epoch.",
+        ]
     lines += ["", *curve_table(report)]
     return "\n".join(lines) + "\n"
 
@@ -569,7 +617,7 @@ SIDE_FIELDS = (
 )
 
 
-def our_side(dataset: str, seeds: list[int], settings: dict[str, Any]) -> tuple:
+def our_side(dataset: str, seeds: list[int], settings: dict[str, Any], label: str) -> tuple:
     """Per-seed lists (plus run ids), validation curves and environment of our records."""
     from benchmark.records import read_record
 
@@ -577,7 +625,7 @@ def our_side(dataset: str, seeds: list[int], settings: dict[str, Any]) -> tuple:
     curves, env = {}, None
     folder = ours_results_dir() / "runs" / dataset / "tiger"
     for seed in seeds:
-        record = find_our_record(read_record, folder, seed, settings)
+        record = find_our_record(read_record, folder, seed, settings, label)
         curve = record["curve"]
         ours["recall@10"].append(record["test"]["recall@10"])
         ours["ndcg@10"].append(record["test"]["ndcg@10"])
@@ -613,18 +661,21 @@ def reference_side(work: Path, seeds: list[int]) -> tuple[dict[str, list], dict]
     return ref, curves
 
 
-def find_our_record(read_record, folder: Path, seed: int, settings: dict[str, Any]) -> dict:
+def find_our_record(
+    read_record, folder: Path, seed: int, settings: dict[str, Any], label: str
+) -> dict:
     for path in sorted(folder.glob("*.json")):
         record = read_record(path)
         if not record or record.get("seed") != seed or record.get("status") != "ok":
             continue
-        if record.get("spec", {}).get("label") != LABEL:
+        if record.get("spec", {}).get("label") != label:
             continue
         config = record.get("model", {}).get("config", {})
         if config.get("epochs") == settings["epochs"] and config.get("lr") == settings["lr"]:
             return record
     raise SystemExit(
-        f"error: no finished run of ours for seed {seed} under {folder}; run --side ours first"
+        f"error: no finished run {label!r} of ours for seed {seed} under {folder}; run "
+        "--side ours first"
     )
 
 

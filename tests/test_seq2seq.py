@@ -163,3 +163,26 @@ def test_length_bucketed_batches_cover_all_samples_with_similar_lengths():
     assert not all(torch.equal(a, b) for a, b in zip(batches, other))
     ordered = torch.cat(length_bucketed_batches(lengths, 32, shuffle=False))
     assert torch.equal(lengths[ordered], lengths.sort(stable=True).values)
+
+
+def test_unused_tokens_join_the_training_softmax_but_never_the_decoding():
+    torch.manual_seed(0)
+    model = SIDRecommender(TINY, LEVELS, unused_tokens=100).eval()
+    assert model.vocab_size == tiny_model().vocab_size + 100
+    tokens = random_tokens()
+    ids, mask = model.encode_inputs([[1, 2], [3]], tokens)
+    targets = tokens[torch.tensor([6, 7])]
+    logits = model(targets, mask, ids).logits
+    assert logits.shape[-1] == model.vocab_size
+    # the loss normalises over every token, unused ones included ...
+    expected = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    assert torch.allclose(model.loss(targets, mask, ids), expected)
+    # ... decoding over each column's codes only
+    assert torch.allclose(model.column_log_probs(logits)[0], logits[:, 0, 2:6].log_softmax(-1))
+
+
+def test_a_config_field_added_later_keeps_recorded_run_ids_while_at_its_default():
+    from models.generative import GenerativeConfig
+
+    assert "unused_tokens" not in GenerativeConfig().to_dict()
+    assert GenerativeConfig(unused_tokens=32100).to_dict()["unused_tokens"] == 32100

@@ -88,11 +88,13 @@ class SIDRecommender(nn.Module):
     """T5 over SID tokens. Targets are the L' tokens of the next item, without a trailing eos:
     constrained decoding always stops after L' tokens, so eos would only cost decoder work."""
 
-    def __init__(self, spec: T5Spec, level_sizes: list[int]):
+    def __init__(self, spec: T5Spec, level_sizes: list[int], unused_tokens: int = 0):
         super().__init__()
         self.level_sizes = list(level_sizes)
         self.offsets = [N_SPECIAL + sum(self.level_sizes[:c]) for c in range(len(level_sizes))]
-        self.vocab_size = N_SPECIAL + sum(self.level_sizes)
+        # ``unused_tokens`` rows after the codes: in the training softmax, never a target or an
+        # input, never decoded (decoding normalises over each column's codes)
+        self.vocab_size = N_SPECIAL + sum(self.level_sizes) + unused_tokens
         self.t5 = build_t5(spec, self.vocab_size)
 
     @property
