@@ -490,12 +490,13 @@ def write_report(args: argparse.Namespace, work: Path, venv: Path, seeds: list[i
     verdict = {m: verdict_for(ours[m], ref[m]) for m in ("recall@10", "ndcg@10")}
     variants = {}
     for label in ablation_labels(args.dataset):
-        try:
-            side, curves, _ = our_side(args.dataset, seeds, settings, label)
-        except SystemExit:  # not every seed has finished
+        # an ablation is reported with the seeds it has finished so far
+        done = [seed for seed in seeds if has_our_record(args.dataset, seed, settings, label)]
+        if not done:
             continue
+        side, curves, _ = our_side(args.dataset, done, settings, label)
         side["verdict"] = {m: verdict_for(side[m], ref[m]) for m in ("recall@10", "ndcg@10")}
-        variants[label] = {**side, "curves": curves}
+        variants[label] = {"seeds": done, **side, "curves": curves}
     report = {
         "dataset": args.dataset,
         "method": "tiger",
@@ -564,7 +565,7 @@ def markdown_table(report: dict[str, Any]) -> str:
     for label, side in report.get("ours_ablations", {}).items():
         lines += [
             "",
-            f"Ablation `{label[len(LABEL) + 1 :]}` of ours: "
+            f"Ablation `{label[len(LABEL) + 1 :]}` of ours (seeds {side['seeds']}): "
             + "; ".join(
                 f"{m} {statistics.mean(side[m]):.4f} vs reference "
                 f"{v['reference_mean']:.4f} ({v['relative']:+.1%}, "
@@ -638,6 +639,14 @@ def our_side(dataset: str, seeds: list[int], settings: dict[str, Any], label: st
         curves[seed] = [{k: e.get(k) for k in keep} for e in curve]
         env = record["environment"]
     return ours, curves, env
+
+
+def has_our_record(dataset: str, seed: int, settings: dict[str, Any], label: str) -> bool:
+    try:
+        our_side(dataset, [seed], settings, label)
+    except SystemExit:
+        return False
+    return True
 
 
 def reference_side(work: Path, seeds: list[int]) -> tuple[dict[str, list], dict]:
