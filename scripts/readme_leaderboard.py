@@ -1,4 +1,6 @@
-"""Copy the main tables of results/leaderboard.md into README.md between the LEADERBOARD markers.
+"""Copy the main tables of results/leaderboard.md into README.md between the LEADERBOARD markers,
+and the fidelity tables of results/reference/*.md (``scripts/compare_reference.py``) between the
+FIDELITY markers.
 
 python -m benchmark leaderboard && python scripts/readme_leaderboard.py
 """
@@ -7,6 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- LEADERBOARD:START -->", "<!-- LEADERBOARD:END -->"
+FIDELITY = "<!-- FIDELITY:START -->", "<!-- FIDELITY:END -->"
 
 
 def main_tables(markdown: str) -> str:
@@ -29,12 +32,29 @@ def main_tables(markdown: str) -> str:
     return "\n".join(line for section in ordered for line in section)
 
 
+def replace_between(text: str, markers: tuple[str, str], body: str) -> str:
+    start, end = markers
+    if start not in text:
+        return text
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}\n{end}{tail}"
+
+
+def fidelity_tables() -> str:
+    """Each comparison's table under a heading naming its dataset, method and size."""
+    parts = []
+    for path in sorted((ROOT / "results" / "reference").glob("*.md")):
+        parts += [f"**{path.stem}** (`results/reference/{path.stem}.json`)", "", path.read_text()]
+    return "\n".join(parts).rstrip()
+
+
 def main() -> None:
     board = (ROOT / "results" / "leaderboard.md").read_text()
     readme = (ROOT / "README.md").read_text()
-    head, rest = readme.split(START, 1)
-    _, tail = rest.split(END, 1)
-    (ROOT / "README.md").write_text(f"{head}{START}\n{main_tables(board)}\n{END}{tail}")
+    readme = replace_between(readme, (START, END), main_tables(board))
+    readme = replace_between(readme, FIDELITY, fidelity_tables())
+    (ROOT / "README.md").write_text(readme)
 
 
 if __name__ == "__main__":
