@@ -491,12 +491,11 @@ def write_report(args: argparse.Namespace, work: Path, venv: Path, seeds: list[i
     variants = {}
     for label in ablation_labels(args.dataset):
         # an ablation is reported with the seeds it has finished so far
-        done = [seed for seed in seeds if has_our_record(args.dataset, seed, settings, label)]
-        if not done:
+        side, curves, _ = our_side(args.dataset, seeds, settings, label, skip_missing=True)
+        if not side["seeds"]:
             continue
-        side, curves, _ = our_side(args.dataset, done, settings, label)
         side["verdict"] = {m: verdict_for(side[m], ref[m]) for m in ("recall@10", "ndcg@10")}
-        variants[label] = {"seeds": done, **side, "curves": curves}
+        variants[label] = {**side, "curves": curves}
     report = {
         "dataset": args.dataset,
         "method": "tiger",
@@ -618,15 +617,24 @@ SIDE_FIELDS = (
 )
 
 
-def our_side(dataset: str, seeds: list[int], settings: dict[str, Any], label: str) -> tuple:
-    """Per-seed lists (plus run ids), validation curves and environment of our records."""
-    from benchmark.records import read_record
-
-    ours: dict[str, list] = {k: [] for k in (*SIDE_FIELDS, "run_id")}
+def our_side(
+    dataset: str, seeds: list[int], settings: dict[str, Any], label: str, skip_missing=False
+) -> tuple:
+    """Per-seed lists (plus run ids and the seeds found), validation curves and environment of
+    our records; a seed without a finished record is an error unless ``skip_missing``."""
+    ours: dict[str, list] = {k: [] for k in (*SIDE_FIELDS, "run_id", "seeds")}
     curves, env = {}, None
     folder = ours_results_dir() / "runs" / dataset / "tiger"
     for seed in seeds:
-        record = find_our_record(read_record, folder, seed, settings, label)
+        record = find_our_record(folder, seed, settings, label)
+        if record is None:
+            if skip_missing:
+                continue
+            raise SystemExit(
+                f"error: no finished run {label!r} of ours for seed {seed} under {folder}; run "
+                "--side ours first"
+            )
+        ours["seeds"].append(seed)
         curve = record["curve"]
         ours["recall@10"].append(record["test"]["recall@10"])
         ours["ndcg@10"].append(record["test"]["ndcg@10"])
@@ -639,14 +647,6 @@ def our_side(dataset: str, seeds: list[int], settings: dict[str, Any], label: st
         curves[seed] = [{k: e.get(k) for k in keep} for e in curve]
         env = record["environment"]
     return ours, curves, env
-
-
-def has_our_record(dataset: str, seed: int, settings: dict[str, Any], label: str) -> bool:
-    try:
-        our_side(dataset, [seed], settings, label)
-    except SystemExit:
-        return False
-    return True
 
 
 def reference_side(work: Path, seeds: list[int]) -> tuple[dict[str, list], dict]:
@@ -670,9 +670,9 @@ def reference_side(work: Path, seeds: list[int]) -> tuple[dict[str, list], dict]
     return ref, curves
 
 
-def find_our_record(
-    read_record, folder: Path, seed: int, settings: dict[str, Any], label: str
-) -> dict:
+def find_our_record(folder: Path, seed: int, settings: dict[str, Any], label: str) -> dict | None:
+    from benchmark.records import read_record
+
     for path in sorted(folder.glob("*.json")):
         record = read_record(path)
         if not record or record.get("seed") != seed or record.get("status") != "ok":
@@ -682,10 +682,7 @@ def find_our_record(
         config = record.get("model", {}).get("config", {})
         if config.get("epochs") == settings["epochs"] and config.get("lr") == settings["lr"]:
             return record
-    raise SystemExit(
-        f"error: no finished run {label!r} of ours for seed {seed} under {folder}; run "
-        "--side ours first"
-    )
+    return None
 
 
 def train_seconds_per_epoch(curve: list[dict]) -> float:
