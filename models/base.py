@@ -90,7 +90,7 @@ def check_values(config: ModelConfig) -> None:
             close = difflib.get_close_matches(str(value), choices, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{name}: {key}={value!r} is not one of {', '.join(choices)}{hint}")
-        if isinstance(value, bool):
+        if value is None or isinstance(value, bool):
             continue
         if isinstance(value, int):
             low = 0 if key in config.ZERO_ALLOWED else 1
@@ -119,6 +119,11 @@ def coerce_field(cls: type, key: str, value: Any, source: str = "--set") -> Any:
     if not isinstance(value, str):
         return value
     target = target if isinstance(target, str) else getattr(target, "__name__", str(target))
+    optional = target.endswith(" | None")  # e.g. "int | None": "none" or "" leaves it unset
+    if optional:
+        if value.strip().lower() in ("", "none"):
+            return None
+        target = target[: -len(" | None")]
     try:
         if target == "bool":
             if value.lower() in ("1", "true", "yes", "on"):

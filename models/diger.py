@@ -187,7 +187,7 @@ class DIGER(JointTokenizerMixin, GenerativeRecommender):
 
         def create() -> dict[str, torch.Tensor]:
             rqvae = train_rqvae(
-                embeddings, pretrain, ctx.seed, progress=ctx.progress, device=ctx.device
+                embeddings, pretrain, self.tokenizer_seed(ctx), progress=ctx.progress, device=ctx.device
             )
             return rqvae.cpu().state_dict()
 

@@ -98,15 +98,19 @@ class GenerativeConfig(ModelConfig):
     # Output tokens no item uses, kept in the training softmax: LETTER-TIGER's T5 keeps the
     # 32,100 tokens of its text tokenizer (``compare_reference`` measures what that costs).
     unused_tokens: int = 0
+    # Seed of the tokenizer stage (RQ-VAE / k-means / its regularisers); None: the run's seed.
+    # Fixing it varies only the recommender across seeds (compare_reference starts every seed
+    # of both trainers from one tokenizer).
+    tokenizer_seed: int | None = None
 
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "tokenizer": TOKENIZERS,
         "lr_schedule": SCHEDULES,
     }
     ZERO_ALLOWED: ClassVar[frozenset[str]] = frozenset(
-        {"warmup_steps", "train_pairs_per_user", "unused_tokens"}
+        {"warmup_steps", "train_pairs_per_user", "unused_tokens", "tokenizer_seed"}
     )
-    ADDED_LATER: ClassVar[frozenset[str]] = frozenset({"unused_tokens"})
+    ADDED_LATER: ClassVar[frozenset[str]] = frozenset({"unused_tokens", "tokenizer_seed"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -186,10 +190,15 @@ class GenerativeRecommender(NetModel):
             "levels": c.levels,
             "codebook_size": c.codebook_size,
             "rq": rq,
-            "seed": ctx.seed,
+            "seed": self.tokenizer_seed(ctx),
             # a tokenizer trained on a GPU is not bit-identical to a CPU one: keep them apart
             **({"device": ctx.device.type} if ctx.device.type != "cpu" else {}),
         }
+
+    def tokenizer_seed(self, ctx: FitContext) -> int:
+        """The seed of everything in the tokenizer stage: ``tokenizer_seed``, else the run's."""
+        seed = self.config.tokenizer_seed
+        return ctx.seed if seed is None else seed
 
     def tokenizer_regularizer(
         self, embeddings: np.ndarray, ctx: FitContext
@@ -205,7 +214,7 @@ class GenerativeRecommender(NetModel):
         return train_rqvae(
             embeddings,
             self.rqvae_config(embeddings.shape[1]),
-            ctx.seed,
+            self.tokenizer_seed(ctx),
             progress=ctx.progress,
             extra_loss=extra_loss,
             extra_parameters=extra_parameters,
@@ -221,7 +230,7 @@ class GenerativeRecommender(NetModel):
             self._input_dim = embeddings.shape[1]
             if c.rq_standardize:
                 embeddings = standardize(embeddings)
-            return np.asarray(residual_kmeans(embeddings, c.levels, c.codebook_size, ctx.seed))
+            return np.asarray(residual_kmeans(embeddings, c.levels, c.codebook_size, self.tokenizer_seed(ctx)))
         rqvae, inputs = self.pretrained_rqvae(data, ctx)
         return rqvae.encode_codes(inputs)
 

@@ -168,9 +168,14 @@ class LETTER(GenerativeRecommender):
         projection = None
         if teacher.shape[1] != c.rq_latent:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(ctx.seed)
+                torch.manual_seed(self.tokenizer_seed(ctx))
                 projection = nn.Linear(c.rq_latent, teacher.shape[1])
         regularizer = LetterRegularizer(
-            teacher, projection, c.cf_weight, c.diversity_weight, c.diversity_clusters, ctx.seed
+            teacher,
+            projection,
+            c.cf_weight,
+            c.diversity_weight,
+            c.diversity_clusters,
+            self.tokenizer_seed(ctx),
         )
         return regularizer, [] if projection is None else list(projection.parameters())

@@ -185,3 +185,19 @@ def test_a_truncated_cache_artifact_is_rebuilt(tmp_path):
     path.write_bytes(path.read_bytes()[:100])  # cut, as a full disk or a crash would
     value = cache.get_or_create("thing", {"k": 2}, lambda: np.arange(1000))
     assert np.array_equal(value, np.arange(1000)) and not cache.hits
+
+
+def test_tokenizer_seed_fixes_the_tokenizer_and_leaves_the_recommender_seeded(tmp_path):
+    """``tokenizer_seed=0`` on seed 1 reuses seed 0's cached tokenizer (same IDs), while the
+    recommender still trains under seed 1; unset, the field stays out of the config dict."""
+    base = run_batch(["tiger"], results_dir=tmp_path / "a", seeds=[0], **SMOKE)[0]
+    assert "tokenizer_seed" not in base.record["model"]["config"]
+    fixed = run_batch(
+        ["tiger"], results_dir=tmp_path / "b", seeds=[1], overrides=["tokenizer_seed=0"], **SMOKE
+    )[0]
+    own = run_batch(["tiger"], results_dir=tmp_path / "c", seeds=[1], **SMOKE)[0]
+    assert fixed.record["model"]["config"]["tokenizer_seed"] == 0
+    assert any("semantic-ids" in hit for hit in fixed.record["diagnostics"]["cache_hits"])
+    assert fixed.record["diagnostics"]["sid"] == base.record["diagnostics"]["sid"]
+    assert own.record["diagnostics"]["sid"] != base.record["diagnostics"]["sid"]
+    assert fixed.record["curve"][0]["loss"] != base.record["curve"][0]["loss"]
