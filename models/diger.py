@@ -186,8 +186,9 @@ class DIGER(JointTokenizerMixin, GenerativeRecommender):
         pretrain = self.rqvae_config(embeddings.shape[1])
 
         def create() -> dict[str, torch.Tensor]:
+            seed = self.tokenizer_seed(ctx)
             rqvae = train_rqvae(
-                embeddings, pretrain, self.tokenizer_seed(ctx), progress=ctx.progress, device=ctx.device
+                embeddings, pretrain, seed, progress=ctx.progress, device=ctx.device
             )
             return rqvae.cpu().state_dict()
 

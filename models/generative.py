@@ -33,6 +33,7 @@ from models.components.quantizer import (
     RQVAE,
     ExtraLoss,
     RQVAEConfig,
+    kmeans_init_items,
     residual_kmeans,
     train_rqvae,
 )
@@ -182,6 +183,9 @@ class GenerativeRecommender(NetModel):
         """Everything the trained tokenizer depends on (its cache key)."""
         c = self.config
         rq = {f.name: getattr(c, f.name) for f in fields(c) if f.name.startswith("rq_")}
+        init = kmeans_init_items(
+            RQVAEConfig(codebook_size=c.codebook_size, batch_size=c.rq_batch_size)
+        )
         return {
             "method": self.name,
             "fingerprint": data.fingerprint,
@@ -191,6 +195,9 @@ class GenerativeRecommender(NetModel):
             "codebook_size": c.codebook_size,
             "rq": rq,
             "seed": self.tokenizer_seed(ctx),
+            # k-means saw more than the first batch (a batch of <= 4 items per codeword): a
+            # different tokenizer from the one cached before that rule
+            **({"kmeans_init_items": init} if init != c.rq_batch_size else {}),
             # a tokenizer trained on a GPU is not bit-identical to a CPU one: keep them apart
             **({"device": ctx.device.type} if ctx.device.type != "cpu" else {}),
         }
@@ -230,7 +237,9 @@ class GenerativeRecommender(NetModel):
             self._input_dim = embeddings.shape[1]
             if c.rq_standardize:
                 embeddings = standardize(embeddings)
-            return np.asarray(residual_kmeans(embeddings, c.levels, c.codebook_size, self.tokenizer_seed(ctx)))
+            return np.asarray(
+                residual_kmeans(embeddings, c.levels, c.codebook_size, self.tokenizer_seed(ctx))
+            )
         rqvae, inputs = self.pretrained_rqvae(data, ctx)
         return rqvae.encode_codes(inputs)
 

@@ -257,3 +257,21 @@ def test_residual_kmeans_codes():
     codes = residual_kmeans(x, levels=2, codebook_size=8, seed=0)
     assert codes.shape == (120, 2) and codes.dtype == np.int64 and codes.max() < 8
     assert np.array_equal(codes, residual_kmeans(x, levels=2, codebook_size=8, seed=0))
+
+
+def test_kmeans_init_sees_at_least_four_items_per_codeword_so_deep_levels_do_not_collapse():
+    """With a batch of K items, k-means on it gave every item its own level-1 centre, zero
+    residuals, K identical deeper codewords, and soft assignment (UniGRec) never separates them:
+    one code at levels 2 and 3 (measured: [16, 1, 1]). The init now sees >= 4K items."""
+    from models.components.quantizer import kmeans_init_items
+
+    small = RQVAEConfig(
+        codebook_size=16, batch_size=16, hidden=(16,), latent=8, epochs=3,
+        assignment="soft", tau=0.01, tau_end=0.001,
+    )  # fmt: skip
+    assert kmeans_init_items(small) == 64
+    assert kmeans_init_items(RQVAEConfig(codebook_size=64, batch_size=256)) == 256  # unchanged
+    x = np.random.default_rng(0).normal(size=(400, 12)).astype(np.float32)
+    codes = train_rqvae(x, small, seed=0).encode_codes(torch.as_tensor(x))
+    used = [len(np.unique(codes[:, level])) for level in range(3)]
+    assert min(used) >= 12, used

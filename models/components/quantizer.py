@@ -272,7 +272,7 @@ class RQVAEConfig:
     tau_end: float | None = None  # linear per-epoch annealing tau -> tau_end (UniGRec stage 1)
     centre_logits: bool = False  # gumbel: DIGER's min-max centring of distances
     uniformity_weight: float = 0.0  # UniGRec L_CU weight (1e-4 in its stage 1)
-    kmeans_init: bool = True  # k-means on the first batch (TIGER)
+    kmeans_init: bool = True  # k-means on the first batch (TIGER; kmeans_init_items)
     kmeans_iters: int = 20
 
 
@@ -356,6 +356,15 @@ class RQVAE(nn.Module):
 ExtraLoss = Callable[[RQVAE, RQVAEOutput, torch.Tensor, int], torch.Tensor]
 
 
+def kmeans_init_items(cfg: RQVAEConfig) -> int:
+    """How many items the codebooks' k-means initialisation sees: the first batch (TIGER), but
+    at least 4 per codeword. With a batch of K items or fewer, k-means gives every item its own
+    level-1 centre, the residuals are all zero, and the deeper levels start as K copies of one
+    codeword and stay collapsed (measured on office, 3 x 256 codes, batch 256: levels 2 and 3
+    used 1 code each)."""
+    return max(cfg.batch_size, 4 * cfg.codebook_size)
+
+
 def train_rqvae(
     embeddings: np.ndarray,
     cfg: RQVAEConfig,
@@ -368,10 +377,10 @@ def train_rqvae(
     """Train an RQ-VAE on item embeddings ``[N, in_dim]``; returns it in eval mode.
 
     AdamW over shuffled mini-batches of the whole catalogue; codebooks k-means initialised on
-    the first batch. ``extra_loss(model, output, item_index, epoch)`` adds a method's terms
-    (LETTER: collaborative and diversity losses; ``item_index`` are the batch's rows of
-    ``embeddings``); its own parameters go in ``extra_parameters``. Deterministic under ``seed``
-    on CPU; the global RNG state is left untouched.
+    the first batch (:func:`kmeans_init_items`). ``extra_loss(model, output, item_index,
+    epoch)`` adds a method's terms (LETTER: collaborative and diversity losses; ``item_index``
+    are the batch's rows of ``embeddings``); its own parameters go in ``extra_parameters``.
+    Deterministic under ``seed`` on CPU; the global RNG state is left untouched.
     """
     if cfg.uniformity_weight and Assignment(cfg.assignment) == Assignment.HARD:
         raise ValueError(
@@ -383,7 +392,7 @@ def train_rqvae(
         torch.manual_seed(seed)
         model = RQVAE.from_config(cfg, x.shape[1]).to(device)
         if cfg.kmeans_init:
-            first = torch.randperm(len(x), generator=generator)[: cfg.batch_size]
+            first = torch.randperm(len(x), generator=generator)[: kmeans_init_items(cfg)]
             model.init_codebooks(x[first.to(device)], seed, cfg.kmeans_iters)
         optimizer = torch.optim.AdamW(
             [*model.parameters(), *extra_parameters], lr=cfg.lr, weight_decay=cfg.weight_decay
