@@ -1,6 +1,7 @@
 """Copy the main tables of results/leaderboard.md into README.md between the LEADERBOARD markers,
-and the fidelity tables of results/reference/*.md (``scripts/compare_reference.py``) between the
-FIDELITY markers.
+and each fidelity table results/reference/<name>.md (``scripts/compare_reference*.py``) between
+its own ``FIDELITY:<name>`` markers (tables without markers of their own go between the plain
+FIDELITY markers).
 
 python -m benchmark leaderboard && python scripts/readme_leaderboard.py
 """
@@ -41,19 +42,32 @@ def replace_between(text: str, markers: tuple[str, str], body: str) -> str:
     return f"{head}{start}\n{body}\n{end}{tail}"
 
 
-def fidelity_tables() -> str:
-    """Each comparison's table under a heading naming its dataset, method and size."""
-    parts = []
+def fidelity_markers(name: str) -> tuple[str, str]:
+    return f"<!-- FIDELITY:{name}:START -->", f"<!-- FIDELITY:{name}:END -->"
+
+
+def fidelity_table(path: Path) -> str:
+    """A comparison's table under a heading naming its dataset, method and size."""
+    heading = f"**{path.stem}** (`results/reference/{path.stem}.json`)"
+    return f"{heading}\n\n{path.read_text()}".rstrip()
+
+
+def with_fidelity_tables(readme: str) -> str:
+    rest = []
     for path in sorted((ROOT / "results" / "reference").glob("*.md")):
-        parts += [f"**{path.stem}** (`results/reference/{path.stem}.json`)", "", path.read_text()]
-    return "\n".join(parts).rstrip()
+        markers = fidelity_markers(path.stem)
+        if markers[0] in readme:
+            readme = replace_between(readme, markers, fidelity_table(path))
+        else:
+            rest.append(fidelity_table(path))
+    return replace_between(readme, FIDELITY, "\n\n".join(rest))
 
 
 def main() -> None:
     board = (ROOT / "results" / "leaderboard.md").read_text()
     readme = (ROOT / "README.md").read_text()
     readme = replace_between(readme, (START, END), main_tables(board))
-    readme = replace_between(readme, FIDELITY, fidelity_tables())
+    readme = with_fidelity_tables(readme)
     (ROOT / "README.md").write_text(readme)
 
 

@@ -1,0 +1,23 @@
+"""scripts/readme_leaderboard.py: each fidelity table lands between its own markers."""
+
+from __future__ import annotations
+
+from scripts import readme_leaderboard as rl
+
+
+def test_each_fidelity_table_goes_between_its_own_markers_the_rest_between_the_plain_ones(
+    tmp_path, monkeypatch
+):
+    folder = tmp_path / "results" / "reference"
+    folder.mkdir(parents=True)
+    (folder / "office-tiger-quick.md").write_text("| tiger |\n")
+    (folder / "office-unigrec-quick.md").write_text("| unigrec |\n")
+    monkeypatch.setattr(rl, "ROOT", tmp_path)
+    start, end = rl.fidelity_markers("office-unigrec-quick")
+    readme = f"A\n{start}\nold\n{end}\nB\n{rl.FIDELITY[0]}\n{rl.FIDELITY[1]}\n"
+    out = rl.with_fidelity_tables(readme)
+    unigrec = out.split(start)[1].split(end)[0]
+    assert "| unigrec |" in unigrec and "old" not in unigrec and "tiger" not in unigrec
+    plain = out.split(rl.FIDELITY[0])[1].split(rl.FIDELITY[1])[0]
+    assert "| tiger |" in plain and "unigrec" not in plain
+    assert out.startswith("A\n") and "\nB\n" in out
