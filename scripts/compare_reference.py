@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = shared_settings(args)
     venv = Path(args.venv or work.parent / "letter-venv")
     if args.side in ("both", "reference"):
-        python = build_environment(venv, args.torch)
+        python = build_environment(venv, [args.torch, *REFERENCE_PINS])
         code = patched_copy(Path(args.reference), work / "LETTER-TIGER")
         base = base_model(Path(args.reference), work / "base-model", args.size)
     if args.side != "report":
@@ -178,36 +178,46 @@ def warmup_steps(train_pairs: int, settings: dict[str, Any]) -> int:
 
 
 # ------------------------------------------------------------------ reference side set-up
-def build_environment(venv: Path, torch_requirement: str) -> Path:
+def build_environment(venv: Path, requirements: list[str]) -> Path:
+    """A virtual environment with ``requirements`` installed (once); its python."""
     python = venv / "bin" / "python"
     ready = venv / ".genrec-ready"
     if not ready.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", torch_requirement, *REFERENCE_PINS],
-            check=True,
-        )
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *requirements], check=True)
         ready.write_text("ok\n")
     return python
 
 
-def patched_copy(reference: Path, target: Path) -> Path:
+def copy_and_patch(
+    source: Path,
+    target: Path,
+    patches: list[tuple[str, str, str]],
+    written_against: str,
+    ignore: tuple[str, ...] = (),
+) -> Path:
+    """``source`` copied to ``target`` (once) with each ``(file, old, new)`` applied; a patch
+    whose ``old`` does not occur exactly once means the checkout changed: refused, named."""
     if not (target / ".genrec-patched").exists():
         if target.exists():
             shutil.rmtree(target)
-        shutil.copytree(reference / "LETTER-TIGER", target)
-        for name, old, new in PATCHES:
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns(*ignore))
+        for name, old, new in patches:
             path = target / name
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
             if text.count(old) != 1:
                 raise SystemExit(
-                    f"error: {path}: expected one {old!r} to patch for the CPU, found "
-                    f"{text.count(old)}; the reference checkout changed (this script was written "
-                    "against LETTER 8d0154e)"
+                    f"error: {path}: expected one {old!r} to patch, found {text.count(old)}; "
+                    f"the reference checkout changed (this script was written against "
+                    f"{written_against})"
                 )
-            path.write_text(text.replace(old, new))
+            path.write_text(text.replace(old, new), encoding="utf-8")
         (target / ".genrec-patched").write_text("ok\n")
     return target
+
+
+def patched_copy(reference: Path, target: Path) -> Path:
+    return copy_and_patch(reference / "LETTER-TIGER", target, PATCHES, "LETTER 8d0154e")
 
 
 def base_model(reference: Path, target: Path, size: str) -> Path:

@@ -55,6 +55,8 @@ import numpy as np
 from scripts.compare_reference import (
     REPO,
     SIDE_FIELDS,
+    build_environment,
+    copy_and_patch,
     markdown_table,
     train_seconds_per_epoch,
     user_sequences,
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:
             run_ours(args, settings, seed)
     if args.side in ("both", "reference"):
-        python = build_environment(venv, args.torch)
+        python = build_environment(venv, [args.torch, *REFERENCE_PINS])
         code = patched_copy(Path(args.reference), work / "UniGRec")
         data = write_inputs(args, work, python, code, seeds)
         for seed in seeds:
@@ -283,38 +285,15 @@ def run_ours(args, s: dict[str, Any], seed: int) -> None:
 
 
 # ------------------------------------------------------------------ reference side set-up
-def build_environment(venv: Path, torch_requirement: str) -> Path:
-    python = venv / "bin" / "python"
-    ready = venv / ".genrec-ready"
-    if not ready.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", torch_requirement, *REFERENCE_PINS],
-            check=True,
-        )
-        ready.write_text("ok\n")
-    return python
-
-
 def patched_copy(reference: Path, target: Path) -> Path:
-    if not (target / ".genrec-patched").exists():
+    """Their checkout (no git folder, no datasets) with the timing prints and a swanlab stub."""
+    stub = target / "stubs" / "swanlab" / "__init__.py"
+    if not stub.exists():
         if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(reference, target, ignore=shutil.ignore_patterns(".git", "dataset"))
-        for name, old, new in PATCHES:
-            path = target / name
-            text = path.read_text(encoding="utf-8")
-            if text.count(old) != 1:
-                raise SystemExit(
-                    f"error: {path}: expected one {old!r} to patch, found {text.count(old)}; "
-                    "the reference checkout changed (this script was written against UniGRec "
-                    "bc499ce)"
-                )
-            path.write_text(text.replace(old, new), encoding="utf-8")
-        stub = target / "stubs" / "swanlab"
-        stub.mkdir(parents=True, exist_ok=True)
-        (stub / "__init__.py").write_text(SWANLAB_STUB)
-        (target / ".genrec-patched").write_text("ok\n")
+            shutil.rmtree(target)  # copy_and_patch starts again
+        copy_and_patch(reference, target, PATCHES, "UniGRec bc499ce", (".git", "dataset"))
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text(SWANLAB_STUB)
     return target
 
 
