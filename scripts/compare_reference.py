@@ -628,13 +628,19 @@ SIDE_FIELDS = (
 
 
 def our_side(
-    dataset: str, seeds: list[int], settings: dict[str, Any], label: str, skip_missing=False
+    dataset: str,
+    seeds: list[int],
+    settings: dict[str, Any],
+    label: str,
+    skip_missing: bool = False,
+    method: str = "tiger",
 ) -> tuple:
     """Per-seed lists (plus run ids and the seeds found), validation curves and environment of
-    our records; a seed without a finished record is an error unless ``skip_missing``."""
+    our ``method`` records under ``label`` trained with ``settings``' epochs and lr; a seed
+    without a finished record is an error unless ``skip_missing``."""
     ours: dict[str, list] = {k: [] for k in (*SIDE_FIELDS, "run_id", "seeds")}
     curves, env = {}, None
-    folder = ours_results_dir() / "runs" / dataset / "tiger"
+    folder = ours_results_dir() / "runs" / dataset / method
     for seed in seeds:
         record = find_our_record(folder, seed, settings, label)
         if record is None:

@@ -58,7 +58,8 @@ from scripts.compare_reference import (
     build_environment,
     copy_and_patch,
     markdown_table,
-    train_seconds_per_epoch,
+    our_side,
+    ours_results_dir,
     user_sequences,
     verdict_for,
 )
@@ -268,10 +269,6 @@ def our_overrides(s: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ our side
-def ours_results_dir() -> Path:
-    return REPO / "results" / "reference"
-
-
 def run_ours(args, s: dict[str, Any], seed: int) -> None:
     cmd = [sys.executable, "-m", "benchmark", "run", "--models", METHOD]
     cmd += ["--dataset", args.dataset, "--profile", "quick", "--seeds", str(seed)]
@@ -556,7 +553,9 @@ def write_report(args: argparse.Namespace, work: Path, venv: Path, seeds: list[i
 
     settings = json.loads((work / "settings.json").read_text())
     check = json.loads((work / "data" / "check.json").read_text())
-    ours, ours_curves, ours_env = our_side(args.dataset, seeds, settings)
+    # our UniGRec's ``epochs`` field is its joint stage's
+    joint = {**settings, "epochs": settings["joint_epochs"]}
+    ours, ours_curves, ours_env = our_side(args.dataset, seeds, joint, LABEL, method=METHOD)
     ref, ref_curves = reference_side(work, seeds)
     verdict = {m: verdict_for(ours[m], ref[m]) for m in ("recall@10", "ndcg@10")}
     report = {
@@ -587,43 +586,6 @@ def write_report(args: argparse.Namespace, work: Path, venv: Path, seeds: list[i
     write_json_atomic(path, report)
     write_text_atomic(path.with_suffix(".md"), markdown_table(report))
     return path
-
-
-def our_side(dataset: str, seeds: list[int], settings: dict[str, Any]) -> tuple:
-    from benchmark.records import read_record
-
-    ours: dict[str, list] = {k: [] for k in (*SIDE_FIELDS, "run_id", "joint_test")}
-    curves, env = {}, None
-    folder = ours_results_dir() / "runs" / dataset / METHOD
-    records = [read_record(p) or {} for p in sorted(folder.glob("*.json"))]
-    for seed in seeds:
-        found = [
-            r
-            for r in records
-            if r.get("seed") == seed
-            and r.get("status") == "ok"
-            and r.get("spec", {}).get("label") == LABEL
-            and r.get("model", {}).get("config", {}).get("epochs") == settings["joint_epochs"]
-        ]
-        if not found:
-            raise SystemExit(
-                f"error: no finished run {LABEL!r} of ours for seed {seed} under {folder}; run "
-                "--side ours first"
-            )
-        record = found[-1]
-        curve = record["curve"]
-        ours["recall@10"].append(record["test"]["recall@10"])
-        ours["ndcg@10"].append(record["test"]["ndcg@10"])
-        ours["seconds_per_epoch"].append(train_seconds_per_epoch(curve))
-        ours["valid_seconds_per_epoch"].append(statistics.mean(e["valid_seconds"] for e in curve))
-        ours["test_seconds"].append(record["diagnostics"]["eval_seconds"])
-        ours["best_epoch"].append(record["diagnostics"].get("best_epoch"))
-        ours["run_id"].append(record["run_id"])
-        ours["joint_test"].append(None)  # ours tests the final (fine-tuned) model only
-        keep = ("epoch", "recall@10", "ndcg@10", "loss")
-        curves[seed] = [{k: e.get(k) for k in keep} for e in curve]
-        env = record["environment"]
-    return ours, curves, env
 
 
 def reference_side(work: Path, seeds: list[int]) -> tuple[dict[str, list], dict]:
