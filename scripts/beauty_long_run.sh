@@ -6,9 +6,11 @@
 #   accumulation steps), warmup 1% of the steps (ceil(0.01 x 200 x 129) = 258), cosine decay over
 #   their 200 epochs, early stopping with patience 20 (theirs on the validation loss, ours on
 #   validation NDCG@10).
-# One epoch takes about 30 CPU-minutes at one thread on this project's 2-core CPU machine (45-60
-# minutes of wall time beside other one-thread jobs; 17 alone), so the run spans many invocations: each one pauses after STOP_AFTER minutes (default 170) and writes a
-# `paused` record holding the curve so far; the same command continues from the last epoch.
+# One epoch takes 17 minutes at one thread alone on this project's 2-core CPU machine and 37-55
+# minutes of wall time beside other one-thread jobs (the record's `seconds`), so the run spans
+# many invocations: each one pauses after the epoch that passes STOP_AFTER minutes (default 170)
+# and writes a `paused` record holding the curve so far; the same command continues from the
+# last finished epoch (STOP_AFTER=1 does one epoch per invocation).
 #
 # Usage: GENREC_DATA_DIR=../shared/data bash scripts/beauty_long_run.sh
 set -euo pipefail
