@@ -10,7 +10,6 @@ Agg backend whatever backend the process has.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,10 +47,6 @@ def _legend_outside(ax: Axes) -> None:
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=None, frameon=False)
 
 
-def _selection(table: Table) -> str:
-    return json.loads(table.protocol).get("selection", "ndcg@10")
-
-
 def _label(metric: str) -> str:
     name, k = metric.split("@")
     return f"{DISPLAY[name]}@{k}"
@@ -60,7 +55,7 @@ def _label(metric: str) -> str:
 def metric_bars(table: Table, palette: Palette) -> Figure | None:
     """The headline metrics (e.g. NDCG@10, Recall@10) per model: mean over seeds with 95%
     t-intervals."""
-    metrics = {m: _label(m) for m in headline_metrics(_selection(table))}
+    metrics = {m: _label(m) for m in headline_metrics(table.selection)}
     present = [m for m in metrics if m in table.runs]
     if not present:
         return None
@@ -89,7 +84,7 @@ def metric_bars(table: Table, palette: Palette) -> Figure | None:
 def accuracy_vs_time(table: Table, palette: Palette) -> Figure | None:
     """Mean selection metric (e.g. NDCG@10) against mean training time (log x), with std bars
     over seeds."""
-    metric = _selection(table)
+    metric = table.selection
     columns = [metric, "train_seconds"]
     if not set(columns) <= set(table.runs):
         return None
@@ -163,7 +158,7 @@ def sid_usage(table: Table, palette: Palette) -> Figure | None:
 def validation_curves(table: Table, palette: Palette) -> Figure | None:
     """Learning curves: the validation selection metric per epoch and against training
     wall-clock time (records that logged it), mean over seeds with a band of one std."""
-    metric = _selection(table)
+    metric = table.selection
     rows = [
         {
             "model": model,

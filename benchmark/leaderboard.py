@@ -54,6 +54,8 @@ ARRAYS = ["users", "ranks", "curve"]
 COST = {
     "params_inference": "Params",
     "params_tokenizer": "Tokenizer params",
+    "epochs_to_best": "Epochs to best",
+    "epochs_run": "Epochs",
     "train_seconds": "Train (s)",
     "test_users_per_second": "Users/s",
 }
@@ -133,12 +135,24 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
         # one meaning for every method (RunRecord version 2); unknown for older records
         "params_inference": (model.get("parameters") or {}).get("inference"),
         "params_tokenizer": (model.get("parameters") or {}).get("tokenizer"),
+        # epochs trained up to the kept one, and in all (every stage counted): convergence
+        "epochs_to_best": _plus_one(diagnostics.get("best_epoch")),
+        "epochs_run": _epochs_run(record.get("curve") or []),
         "train_seconds": diagnostics.get("train_seconds"),
         "test_users_per_second": diagnostics.get("test_users_per_second"),
         "method_note": (diagnostics.get("soda") or {}).get("label"),
         **(record.get("test") or {}),
         **_sid_columns(diagnostics.get("sid")),
     }
+
+
+def _plus_one(epoch: int | None) -> int | None:
+    return None if epoch is None else int(epoch) + 1
+
+
+def _epochs_run(curve: list[dict[str, Any]]) -> int | None:
+    epochs = [point["epoch"] for point in curve if "epoch" in point]
+    return max(epochs) + 1 if epochs else None
 
 
 def _machine(environment: dict[str, Any]) -> str | None:
@@ -212,6 +226,11 @@ class Table:
         """Accuracy columns in paper order: Recall@5, NDCG@5, Recall@10, ..."""
         ks = json.loads(self.protocol).get("ks", [5, 10, 20])
         return [f"{metric}@{k}" for k in ks for metric in ACCURACY]
+
+    @property
+    def selection(self) -> str:
+        """The protocol's selection metric (records before it was recorded used NDCG@10)."""
+        return json.loads(self.protocol).get("selection", "ndcg@10")
 
     @property
     def title(self) -> str:
@@ -569,8 +588,9 @@ def _footnotes(table: Table, style: Style, alpha: float) -> list[str]:
         f"Holm-corrected across the models in the column, {style.alpha} = {alpha}). "
         f"{style.missing}: no successful run. Seeds n/m: n of the table's m seeds. "
         "Params: parameters used at inference; Tokenizer params: those of the model that "
-        "made the item IDs (both recorded from record version 2 on); Train (s): mean training "
-        "time; Users/s: test users decoded per second."
+        "made the item IDs (both recorded from record version 2 on); Epochs to best / Epochs: "
+        "epochs trained up to the kept epoch / in all, every stage counted (means); Train (s): "
+        "mean training time; Users/s: test users decoded per second."
     )
     return [legend] + [style.escape(note) for note in table.notes]
 
@@ -621,6 +641,72 @@ def _markdown_table(table: Table, summary: pd.DataFrame, alpha: float) -> list[s
         lines += ["", f"#### Semantic-ID diagnostics ({table.slug}, mean over seeds)", ""]
         lines.append(_markdown(sid))
     return lines
+
+
+def is_converged(table: Table) -> bool:
+    """Runs trained to early stopping (no time budget) on every training pair: a ranking."""
+    return table.budget is None and table.training_data == ALL_PAIRS
+
+
+def headline_cells(table: Table, summary: pd.DataFrame, style: Style = MARKDOWN) -> pd.DataFrame:
+    """The headline view of a table: Recall and NDCG at the selection metric's K (mean ± std,
+    with the full table's marks), epochs to the kept epoch, epochs run and training minutes;
+    best Recall first."""
+    k = table.selection.split("@")[1]
+    by_cell = summary.set_index(["model", "metric"])
+    full = leaderboard_cells(table, summary, style).set_index("Model")
+
+    def spread(model: str, metric: str, scale: float = 1.0, digits: int = 0) -> str:
+        row = by_cell.loc[(model, metric)] if (model, metric) in by_cell.index else None
+        if row is None or row["n_seeds"] == 0 or pd.isna(row["mean"]):
+            return style.missing
+        text = f"{row['mean'] / scale:.{digits}f}"
+        return text if pd.isna(row["std"]) else f"{text}{style.pm}{row['std'] / scale:.{digits}f}"
+
+    rows = []
+    for model in table.models:
+        name = style.escape(model)
+        rows.append(
+            {
+                "Model": name,
+                "Seeds": full.loc[name, "Seeds"],
+                f"Recall@{k}": full.loc[name, f"{DISPLAY['recall']}@{k}"],
+                f"NDCG@{k}": full.loc[name, f"{DISPLAY['ndcg']}@{k}"],
+                "Epochs to best": spread(model, "epochs_to_best"),
+                "Epochs": spread(model, "epochs_run"),
+                "Train (min)": spread(model, "train_seconds", scale=60, digits=1),
+                "_order": by_cell["mean"].get((model, f"recall@{k}"), float("nan")),
+            }
+        )
+    cells = pd.DataFrame(rows).sort_values("_order", ascending=False, na_position="last")
+    return cells.drop(columns="_order").reset_index(drop=True)
+
+
+def render_headline(board: Leaderboard, summaries: list[pd.DataFrame], alpha: float = ALPHA) -> str:
+    """``headline.md``: the converged tables (no budget, all pairs) in their short form, the
+    README's headline."""
+    lines = ["<!-- Generated by benchmark.leaderboard from the run records; do not edit. -->"]
+    pairs = [(t, s) for t, s in zip(board.tables, summaries) if is_converged(t) and len(t.runs)]
+    # the most complete table first
+    for table, summary in sorted(pairs, key=lambda pair: (-len(pair[0].models), pair[0].slug)):
+        lines += [
+            "",
+            f"**{table.slug}** ({table.dataset}, {len(table.seeds)} seed(s): "
+            f"{', '.join(map(str, table.seeds))})",
+            "",
+        ]
+        lines.append(_markdown(headline_cells(table, summary, MARKDOWN)))
+        lines += [
+            "",
+            (
+                f"Test scores on all test users, mean{MARKDOWN.pm}std over seeds; bold: best, "
+                f"underlined: second, {MARKDOWN.dagger}: significantly worse than the best "
+                f"(Wilcoxon signed-rank on per-user scores, Holm-corrected, {MARKDOWN.alpha} = "
+                f"{alpha}). Epochs count every stage; Train: training wall-clock of a run. Full "
+                f"table: `results/leaderboard.md`, {table.slug}."
+            ),
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def _tabular(cells: pd.DataFrame) -> list[str]:
@@ -682,9 +768,9 @@ def tidy_csv(board: Leaderboard, summaries: list[pd.DataFrame]) -> pd.DataFrame:
     columns += ["protocol", "model"]
     columns += ["metric"]
     columns += ["mean", "std", "n_seeds", "p_value", "p_holm", "significant", "place"]
-    return (
-        pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
-    )
+    # rows, not pd.concat: a table whose budget (or a column) is all-NA must not change dtypes
+    rows = [row for frame in frames for row in frame[columns].to_dict("records")]
+    return pd.DataFrame(rows, columns=columns).astype({"n_seeds": int, "place": "Int64"})
 
 
 def write_leaderboard(
@@ -708,4 +794,6 @@ def write_leaderboard(
     write_text_atomic(paths[2], render_latex(board, summaries))
     runs = out_dir / "runs.csv"
     write_text_atomic(runs, board.runs.drop(columns=ARRAYS).to_csv(index=False))
-    return [*paths, runs]
+    headline = out_dir / "headline.md"
+    write_text_atomic(headline, render_headline(board, summaries))
+    return [*paths, runs, headline]

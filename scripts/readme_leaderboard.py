@@ -1,7 +1,8 @@
-"""Copy the main tables of results/leaderboard.md into README.md between the LEADERBOARD markers,
-and each fidelity table results/reference/<name>.md (``scripts/compare_reference*.py``) between
-its own ``FIDELITY:<name>`` markers (tables without markers of their own go between the plain
-FIDELITY markers).
+"""Copy into README.md, each between its own markers: the converged headline
+(results/headline.md, HEADLINE markers), the main tables of results/leaderboard.md (LEADERBOARD
+markers) and each fidelity table results/reference/<name>.md (``scripts/compare_reference*.py``,
+``FIDELITY:<name>`` markers; tables without markers of their own go between the plain FIDELITY
+markers).
 
 python -m benchmark leaderboard && python scripts/readme_leaderboard.py
 """
@@ -11,6 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- LEADERBOARD:START -->", "<!-- LEADERBOARD:END -->"
 FIDELITY = "<!-- FIDELITY:START -->", "<!-- FIDELITY:END -->"
+HEADLINE = "<!-- HEADLINE:START -->", "<!-- HEADLINE:END -->"
 
 
 def main_tables(markdown: str) -> str:
@@ -67,6 +69,9 @@ def main() -> None:
     board = (ROOT / "results" / "leaderboard.md").read_text()
     readme = (ROOT / "README.md").read_text()
     readme = replace_between(readme, (START, END), main_tables(board))
+    headline = ROOT / "results" / "headline.md"
+    if headline.exists():
+        readme = replace_between(readme, HEADLINE, headline.read_text().rstrip())
     readme = with_fidelity_tables(readme)
     (ROOT / "README.md").write_text(readme)
 

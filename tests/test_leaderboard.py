@@ -79,7 +79,7 @@ def write_run(
 
 
 def build(root: Path) -> tuple[str, pd.DataFrame, str]:
-    md, csv, tex, runs = write_leaderboard(root)
+    md, csv, tex, runs, _ = write_leaderboard(root)
     assert len(pd.read_csv(runs)) >= 1  # the run-level table the others are views of
     return md.read_text(), pd.read_csv(csv), tex.read_text()
 
@@ -162,7 +162,7 @@ def test_missing_cells_and_failed_runs_are_shown(tmp_path: Path) -> None:
         write_run(tmp_path, "partial", seed)
     write_run(tmp_path, "broken", 0, status="failed", error="RuntimeError: out of memory")
     md, csv, tex = build(tmp_path)
-    assert row_cells(md, "broken")[2:] == ["—"] * 10  # 6 metrics, 2 parameter counts, 2 costs
+    assert row_cells(md, "broken")[2:] == ["—"] * 12  # 6 metrics, 2 parameter counts, 4 costs
     assert row_cells(md, "partial")[1] == "2/3"
     assert "partial: no record for seed 2; its means use 2 of 3 seeds." in md
     assert "broken: seed 0 failed; no record for seeds 1, 2; no successful run" in md
@@ -228,7 +228,7 @@ def test_cost_and_semantic_id_tables(tmp_path: Path) -> None:
     write_run(tmp_path, "sidmodel", 0, diagnostics=timing | {"sid": sid})
     write_run(tmp_path, "baseline", 0)
     md, csv, tex = build(tmp_path)
-    assert row_cells(md, "sidmodel")[-4:] == ["1.23M", "0", "120.0", "33.3"]
+    assert row_cells(md, "sidmodel")[-6:] == ["1.23M", "0", "—", "—", "120.0", "33.3"]
     diagnostics = md.split("#### Semantic-ID diagnostics")[1]
     assert "L2 entropy (bits)" in diagnostics and "baseline" not in diagnostics
     assert row_cells(diagnostics, "sidmodel") == [
@@ -242,6 +242,24 @@ def test_cost_and_semantic_id_tables(tmp_path: Path) -> None:
     ]
     assert cell(csv, "sidmodel", "sid_l2_entropy_bits")["mean"] == 6.25
     assert r"\begin{tabular}" in tex and r"\toprule" in tex
+
+
+def test_headline_sorts_converged_tables_by_recall_with_epochs_and_minutes(tmp_path: Path) -> None:
+    """headline.md: only tables without a budget on all pairs; epochs to best counts the kept
+    epoch (0-based in the record) and epochs run the curve's epochs; sorted by Recall@10."""
+    curve = [{"epoch": e, "ndcg@10": 0.1} for e in range(8)]
+    for seed, best in ((0, 2), (1, 4)):
+        timing = {"train_seconds": 60.0 * (seed + 1), "best_epoch": best}
+        write_run(tmp_path, "slow", seed, [3] * N_USERS, diagnostics=timing, curve=curve)
+    write_run(tmp_path, "fast", 0, [1] * N_USERS, diagnostics={"train_seconds": 30.0})
+    write_run(tmp_path, "budgeted", 0, [1] * N_USERS, budget=2.5)
+    *_, headline = write_leaderboard(tmp_path)
+    text = headline.read_text()
+    assert "budgeted" not in text  # a budgeted table is not a ranking at convergence
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "Model" not in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["fast", "slow"]
+    assert row_cells(text, "slow")[4:] == ["4 ± 1", "8 ± 0", "1.5 ± 0.7"]
+    assert row_cells(text, "fast")[4:] == ["—", "—", "0.5"]
 
 
 def test_a_records_method_label_becomes_a_table_note(tmp_path: Path) -> None:

@@ -21,3 +21,15 @@ def test_each_fidelity_table_goes_between_its_own_markers_the_rest_between_the_p
     plain = out.split(rl.FIDELITY[0])[1].split(rl.FIDELITY[1])[0]
     assert "| tiger |" in plain and "unigrec" not in plain
     assert out.startswith("A\n") and "\nB\n" in out
+
+
+def test_the_headline_replaces_what_was_between_its_markers(tmp_path, monkeypatch):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "headline.md").write_text("| model | new |\n")
+    (tmp_path / "results" / "leaderboard.md").write_text("### t\n| a |\n")
+    readme = f"top\n{rl.HEADLINE[0]}\n| model | old |\n{rl.HEADLINE[1]}\nbottom\n"
+    (tmp_path / "README.md").write_text(readme)
+    monkeypatch.setattr(rl, "ROOT", tmp_path)
+    rl.main()
+    out = (tmp_path / "README.md").read_text()
+    assert out == f"top\n{rl.HEADLINE[0]}\n| model | new |\n{rl.HEADLINE[1]}\nbottom\n"
