@@ -5,12 +5,16 @@ path (the same ``run`` would take, one epoch, then validation):
 
 Phases are timed by wrapping the functions that make them (the forward pass is the model's
 ``training_loss``; dropout is also shown on its own, inside the forward pass), so the shares
-are exact wall-clock sums, not samples. Ends with a ``RESULT {json}`` line (with environment).
+are exact wall-clock sums, not samples. ``--ops N`` also runs ``torch.profiler`` and reports
+the N operators with the most self CPU time (e.g. torch's own ``bernoulli_`` inside
+``scaled_dot_product_attention``'s attention dropout). Ends with a ``RESULT {json}`` line (with
+environment).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import tempfile
@@ -49,6 +53,12 @@ def main() -> None:
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument(
+        "--ops",
+        type=int,
+        default=0,
+        help="also report the N operators with most self CPU time (torch.profiler)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -64,7 +74,11 @@ def main() -> None:
     torch.nn.utils.clip_grad_norm_ = timed("clip", torch.nn.utils.clip_grad_norm_)
     FastDropout.forward = timed("dropout (in forward)", FastDropout.forward)
     HarnessContext.validate = timed("validation", HarnessContext.validate)
-    with tempfile.TemporaryDirectory() as results:
+    profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+    with (
+        tempfile.TemporaryDirectory() as results,
+        profiler if args.ops else contextlib.nullcontext(),
+    ):
         run_batch(
             [args.model],
             [args.dataset],
@@ -86,6 +100,16 @@ def main() -> None:
     for name, seconds in rows.items():
         print(f"  {name:22} {seconds:8.1f} s  {100 * seconds / total:5.1f}%  ({CALLS[name]} calls)")
     print(f"  {'epoch + validation':22} {total:8.1f} s")
+    ops = []
+    if args.ops:  # under the profiler the phases above include its overhead
+        events = sorted(profiler.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        total_self = sum(e.self_cpu_time_total for e in events)
+        print("  top operators by self CPU time (all of training and validation):")
+        for event in events[: args.ops]:
+            seconds = event.self_cpu_time_total / 1e6
+            share = 100 * event.self_cpu_time_total / total_self
+            print(f"    {event.key:50} {seconds:7.2f} s  {share:5.1f}%  ({event.count} calls)")
+            ops.append({"op": event.key, "self_seconds": round(seconds, 3), "calls": event.count})
     result = {
         "model": args.model,
         "dataset": args.dataset,
@@ -93,6 +117,7 @@ def main() -> None:
         "threads": args.threads,
         "seconds": {name: round(seconds, 2) for name, seconds in rows.items()},
         "training_steps": CALLS["forward"],
+        "top_ops": ops,
         "environment": environment(torch.device("cpu")),
     }
     print("RESULT " + json.dumps(result))

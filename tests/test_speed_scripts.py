@@ -42,7 +42,7 @@ def test_epoch_profile_accounts_for_the_epoch(tmp_path):
     from tests.conftest import FIXTURE_DIR, REPO
 
     command = [sys.executable, "-m", "scripts.profile_epoch", "--model", "tiger", "--profile"]
-    command += ["smoke", "--dataset", "ml-tiny", "--data-dir", str(FIXTURE_DIR)]
+    command += ["smoke", "--dataset", "ml-tiny", "--data-dir", str(FIXTURE_DIR), "--ops", "3"]
     env = {**os.environ, "GENREC_CACHE_DIR": str(tmp_path)}
     out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
@@ -51,3 +51,5 @@ def test_epoch_profile_accounts_for_the_epoch(tmp_path):
     seconds = result["seconds"]
     assert seconds["forward"] > 0 and seconds["backward"] > 0 and seconds["validation"] > 0
     assert result["training_steps"] >= 1 and seconds["other (batching, copies)"] >= 0
+    ops = result["top_ops"]  # the operator table, heaviest first
+    assert len(ops) == 3 and ops[0]["self_seconds"] >= ops[-1]["self_seconds"] > 0
