@@ -378,9 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from benchmark.log import configure
+    from benchmark.records import git_commit
 
     args = build_parser().parse_args(argv)
     configure(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
+    git_commit()  # the code version is the one loaded now, not HEAD when a later run starts
     try:
         return COMMANDS[args.command](args)
     except (BenchmarkError, ConfigError) as exc:

@@ -8,6 +8,7 @@ committed ones under ``results/runs/``) still load, upgraded on reading.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -125,7 +126,11 @@ def read_record(path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+@functools.cache
 def git_commit() -> str:
+    """The commit of the code this process runs: read once, at the first call (the CLI makes it
+    before it imports any model), so a commit made while a long invocation trains is not
+    credited with runs it did not train. ``-dirty``: tracked files differed from the commit."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True

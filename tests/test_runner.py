@@ -155,3 +155,24 @@ def test_files_are_published_readable_by_others(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_the_recorded_commit_is_read_once_per_process(monkeypatch):
+    """A commit made while a long invocation trains must not be credited with its later runs."""
+    import subprocess
+
+    from benchmark import records
+
+    heads = iter(["a" * 40, "b" * 40])
+
+    def fake_git(command, **kwargs):
+        out = next(heads) if command[1] == "rev-parse" else ""
+        return subprocess.CompletedProcess(command, 0, stdout=out, stderr="")
+
+    records.git_commit.cache_clear()
+    monkeypatch.setattr(records.subprocess, "run", fake_git)
+    try:
+        assert records.git_commit() == "a" * 40
+        assert records.git_commit() == "a" * 40  # HEAD moved on; the loaded code did not
+    finally:
+        records.git_commit.cache_clear()
