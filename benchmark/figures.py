@@ -178,6 +178,7 @@ def validation_curves(table: Table, palette: Palette) -> Figure | None:
     fig, axes = _figure(height=3.8, ncols=2 if len(timed) else 1)
     order = [m for m in palette if m in set(data["model"])]
     style = dict(hue="model", palette=palette, hue_order=order, marker="o", markersize=3)
+    style |= dict(style="model", style_order=order, dashes=_dashes(order))
     sns.lineplot(data=data, x="epoch", y="y", errorbar="sd", ax=axes[0], **style)
     axes[0].set(xlabel="epoch", ylabel=f"validation {_label(metric)} (mean ± std)")
     if len(timed):
@@ -209,11 +210,32 @@ FIGURES: dict[str, Callable[[Table, Palette], Figure | None]] = {
 }
 
 
+def _backbone(model: str) -> str:
+    """``tiger+soda`` and ``tiger (constant)`` are variants of ``tiger``."""
+    return model.split(" (")[0].split("+")[0]
+
+
 def _palette(tables: list[Table]) -> Palette:
-    """One colour per model, the same in every figure."""
+    """One colour per model, the same in every figure: one hue per backbone, and its variants
+    (``+soda``, labelled settings) in lighter tints of it, so a plug-in's effect reads as a
+    pair of shades."""
     models = sorted({m for t in tables for m in t.models})
-    colors = sns.color_palette("tab10" if len(models) <= 10 else "husl", len(models))
-    return dict(zip(models, colors))
+    backbones = sorted({_backbone(m) for m in models})
+    hues = sns.color_palette("tab10" if len(backbones) <= 10 else "husl", len(backbones))
+    palette: Palette = {}
+    for backbone, hue in zip(backbones, hues):
+        family = sorted(
+            (m for m in models if _backbone(m) == backbone), key=lambda m: m != backbone
+        )
+        for shade, model in enumerate(family):
+            tint = 0.45 * shade / max(len(family) - 1, 1) if shade else 0.0
+            palette[model] = tuple(float(c + (1 - c) * tint) for c in hue)
+    return dict(sorted(palette.items()))
+
+
+def _dashes(models: list[str]) -> dict[str, tuple[float, float] | str]:
+    """Solid lines for backbones, dashed for their variants."""
+    return {m: "" if m == _backbone(m) else (4, 1.5) for m in models}
 
 
 def write_figures(results_dir: Path, out_dir: Path, board: Leaderboard | None = None) -> list[Path]:

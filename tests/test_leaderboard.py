@@ -10,8 +10,14 @@ import pandas as pd
 import pytest
 
 from benchmark.errors import BenchmarkError
-from benchmark.figures import write_figures
-from benchmark.leaderboard import _holm, per_user_metric, write_leaderboard
+from benchmark.figures import _dashes, _palette, write_figures
+from benchmark.leaderboard import (
+    _holm,
+    build_leaderboard,
+    load_records,
+    per_user_metric,
+    write_leaderboard,
+)
 from benchmark.records import RunRecord
 
 PROTOCOL = {
@@ -289,6 +295,30 @@ def test_figures_are_written(tmp_path: Path) -> None:
     for figure in ("bars", "accuracy_vs_time", "sid_usage", "curves"):
         assert {f"toy-smoke_{figure}.png", f"toy-smoke_{figure}.pdf"} <= names
     assert all(path.exists() and path.stat().st_size > 1000 for path in paths)
+
+
+def test_a_variant_is_drawn_in_a_tint_of_its_backbone_and_dashed(tmp_path: Path) -> None:
+    """tiger+soda is a lighter tiger; unrelated models keep distinct hues; the curve figure
+    draws with variants (also the label-only tiger (constant)) in them."""
+    for model in ("tiger", "tiger+soda", "tiger (constant)", "sasrec"):
+        curve = [{"epoch": e, "ndcg@10": 0.1 * e} for e in range(3)]
+        write_run(tmp_path, model, 0, curve=curve)
+    board = build_leaderboard(load_records(tmp_path))
+    palette = _palette(board.tables)
+    tiger, soda = np.array(palette["tiger"]), np.array(palette["tiger+soda"])
+    assert (soda >= tiger).all() and (soda > tiger).any()  # lighter, same hue family
+    channel = np.argmax(1 - tiger)
+    tint = (soda - tiger)[channel] / (1 - tiger)[channel]
+    assert 0 < tint < 1 and np.allclose(soda, tiger + (1 - tiger) * tint)  # mixed with white
+    assert palette["sasrec"] != palette["tiger"]
+    assert _dashes(list(palette)) == {
+        "sasrec": "",
+        "tiger": "",
+        "tiger (constant)": (4, 1.5),
+        "tiger+soda": (4, 1.5),
+    }
+    paths = write_figures(tmp_path, tmp_path / "figures", board)
+    assert any(path.name == "toy-smoke_curves.png" for path in paths)
 
 
 def test_no_codebook_figure_for_a_table_without_semantic_ids(tmp_path: Path) -> None:
