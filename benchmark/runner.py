@@ -160,11 +160,12 @@ class Pruned(Exception):
 class RunPaused(Exception):
     """Raised from ``checkpoint`` once ``run --stop-after`` has passed: the epoch is saved and
     re-running the same command continues after it. Carries the curve and training time so far
-    for the paused record."""
+    for the paused record, and this invocation's peak memory (long runs share a machine)."""
 
     def __init__(self, message: str, curve: list[dict[str, Any]], train_seconds: float):
         super().__init__(message)
         self.curve, self.train_seconds = curve, train_seconds
+        self.peak_rss_mb: float | None = None
 
 
 @dataclass
@@ -379,7 +380,11 @@ def execute_run(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with PeakMemory() as memory:
-        model.fit(data, ctx)
+        try:
+            model.fit(data, ctx)
+        except RunPaused as paused:
+            paused.peak_rss_mb = memory.peak_mb
+            raise
         train_seconds = ctx.elapsed()
         if spec.model == TEACHER_MODEL and spec.seed == TEACHER_SEED and not ctx.stopped_by_budget:
             # this run is the teacher LETTER / UniGRec would train (a budget that never bit
@@ -695,6 +700,8 @@ def _run_claimed(
         record.status, record.error = "paused", str(paused)
         record.curve = paused.curve
         record.diagnostics = {"train_seconds": round(paused.train_seconds, 2)}
+        if paused.peak_rss_mb is not None:
+            record.diagnostics["peak_rss_mb"] = round(paused.peak_rss_mb, 1)
     except Exception as exc:  # noqa: BLE001 - a failed run is recorded and the batch goes on
         record.status = "failed"
         record.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]

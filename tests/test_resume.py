@@ -94,6 +94,7 @@ def test_stop_after_pauses_and_the_same_command_continues(tmp_path):
         pauses += 1
         paused = record(out)
         assert paused["status"] == "paused" and len(paused["curve"]) == pauses
+        assert paused["diagnostics"]["peak_rss_mb"] > 0  # what a long run needs, known early
     assert out.status == "ok" and pauses == 3  # epochs 0, 1, 2 paused; 3 is the last
     same_result(record(whole), record(out))
 
