@@ -28,6 +28,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.log import logger
 from benchmark.metrics import METRIC_TABLE, per_user_metric
 from benchmark.records import RecordError, RunRecord
+from models.training import EPOCH_CAP
 
 ALPHA = 0.05
 DIGITS = 4
@@ -45,6 +46,7 @@ IDENTITY = [
     "finished_at",
     "method_note",
     "skipped_stages",
+    "capped_stages",
     "path",
     "git_commit",
     "machine",
@@ -128,6 +130,12 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
         # what the model trained on: a cut to each user's last N pairs is another protocol
         "training_data": f"last {pairs} pairs per user" if pairs else ALL_PAIRS,
         "skipped_stages": ", ".join(_skipped_stages(diagnostics)) or None,
+        "capped_stages": ", ".join(
+            stage
+            for stage, why in (diagnostics.get("stopped_by") or {}).items()
+            if why == EPOCH_CAP
+        )
+        or None,
         "protocol": _canonical(protocol) if protocol else None,
         "users": record.get("test_users"),
         "ranks": record.get("test_ranks"),
@@ -304,7 +312,23 @@ def _table(key: dict[str, Any], runs: pd.DataFrame) -> Table:
     ok = kept[kept["status"] == "ok"]
     table = Table(**key, runs=ok, failed=kept[kept["status"] != "ok"])
     table.notes = _method_notes(ok) + _seed_notes(table) + notes + _rank_notes(ok)
+    if table.budget is None:
+        table.notes += _cap_notes(ok)
     return table
+
+
+def _cap_notes(ok: pd.DataFrame) -> list[str]:
+    """Runs of a no-budget table with a stage that ended at the epoch cap rather than by early
+    stopping: their curve may still have been rising. (Records before ``stopped_by`` existed
+    do not say.)"""
+    if "capped_stages" not in ok:
+        return []
+    capped = ok.dropna(subset=["capped_stages"])
+    return [
+        f"{row.model} seed {row.seed}: stage(s) {row.capped_stages} ended at the epoch cap, "
+        "not by early stopping (may be short of convergence)."
+        for row in capped.itertuples()
+    ]
 
 
 def _method_notes(ok: pd.DataFrame) -> list[str]:

@@ -40,7 +40,7 @@ from benchmark.records import (
 from benchmark.registry import Registry, UnknownNameError
 from models.base import Model, ModelConfig, ModelPlugin, SequenceData
 from models.catalog import MODELS, PLUGINS
-from models.training import seed_everything
+from models.training import EPOCH_CAP, seed_everything
 
 TEACHER_MODEL = "sasrec"
 TEACHER_PROFILE = "quick"
@@ -725,6 +725,9 @@ def summary_line(record: dict[str, Any]) -> str:
     metrics = " ".join(f"{m} {test[m]:.4f}" for m in shown if m in test)
     best = diag.get("best_epoch")
     epochs = f", best epoch {best}" if best is not None else ""
+    capped = [stage for stage, why in (diag.get("stopped_by") or {}).items() if why == EPOCH_CAP]
+    if capped and not diag.get("stopped_by_budget"):
+        epochs += f" (stage {', '.join(capped)} ended at the epoch cap: raise epochs=)"
     return (
         f"{head}: test {metrics} | train {diag['train_seconds']:.0f}s{epochs}, "
         f"eval {diag['eval_seconds']:.0f}s, peak {diag['peak_rss_mb']:.0f} MB"

@@ -94,9 +94,13 @@ def lr_schedule(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+STOPPED_EARLY, EPOCH_CAP, TIME_BUDGET = "early stopping", "epoch cap", "time budget"
+
+
 class EarlyStopping:
     """Keep the best validation score and a copy of the model's state; stop after ``patience``
-    epochs without improvement."""
+    epochs without improvement. ``stopped_by`` says what ended the stage: early stopping, the
+    epoch cap (the curve may still have been rising) or the time budget."""
 
     def __init__(self, patience: int):
         self.patience = patience
@@ -104,6 +108,7 @@ class EarlyStopping:
         self.best_epoch = -1
         self.bad_epochs = 0
         self.best_state: dict[str, Any] | None = None
+        self.stopped_by: str | None = None
 
     def step(self, score: float, epoch: int, model: Any) -> bool:
         """Record ``score``; return True when training should stop."""
@@ -124,11 +129,13 @@ class EarlyStopping:
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
             "best_state": self.best_state,
+            "stopped_by": self.stopped_by,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch = state["best"], state["best_epoch"]
         self.bad_epochs, self.best_state = state["bad_epochs"], state["best_state"]
+        self.stopped_by = state.get("stopped_by")  # checkpoints before it was kept: unknown
 
 
 def train_epochs_with_resume(
@@ -146,6 +153,7 @@ def train_epochs_with_resume(
     """Up to ``epochs`` epochs of ``run_epoch(epoch) -> logged values`` (numbered from
     ``first_epoch``), each followed by ``ctx.validate``; stops after ``patience`` epochs without
     improvement or when ``ctx.out_of_budget()``; restores the best state and returns the stopper.
+    What ended the stage goes into ``model.diagnostics["stopped_by"][stage]``.
 
     ``stage`` names the checkpoint: a multi-stage method calls this once per stage. A stage
     whose checkpoint says it finished is not trained again (its final state is loaded); an
@@ -160,7 +168,7 @@ def train_epochs_with_resume(
         stopper.load_state_dict(saved["stopper"])
         if saved["finished"]:
             set_rng_state(saved["rng"])
-            return stopper
+            return _stopped(model, stopper, stage)
         optimizer.load_state_dict(saved["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(saved["scheduler"])
@@ -168,8 +176,8 @@ def train_epochs_with_resume(
         start = saved["epoch"] + 1
         if saved.get("stopped"):  # budget-stopped before: only continue if budget is left
             if ctx.out_of_budget():
-                stopper.restore(model)
-                return stopper
+                stopper.stopped_by = TIME_BUDGET
+                return _stopped(model, stopper, stage)
 
     def snapshot(epoch: int, finished: bool, stopped: bool = False) -> dict[str, Any]:
         return {
@@ -185,20 +193,30 @@ def train_epochs_with_resume(
         }
 
     epoch = start - 1
+    stopper.stopped_by = EPOCH_CAP
     for epoch in range(start, first_epoch + epochs):
         extra = run_epoch(epoch)
         score = ctx.validate(epoch, extra)
         if stopper.step(score, epoch, model):
+            stopper.stopped_by = STOPPED_EARLY
             break
         if ctx.out_of_budget():
             # keep the last epoch's state, so a larger budget can continue from here
+            stopper.stopped_by = TIME_BUDGET
             ctx.checkpoint(stage, snapshot(epoch, finished=False, stopped=True), final=True)
-            stopper.restore(model)
-            return stopper
+            return _stopped(model, stopper, stage)
         if epoch + 1 < first_epoch + epochs:
             ctx.checkpoint(stage, snapshot(epoch, finished=False))
-    stopper.restore(model)
     ctx.checkpoint(stage, snapshot(epoch, finished=True), final=True)
+    return _stopped(model, stopper, stage)
+
+
+def _stopped(model: Any, stopper: EarlyStopping, stage: str) -> EarlyStopping:
+    """Restore the best state and note what ended ``stage`` in the model's diagnostics."""
+    stopper.restore(model)
+    diagnostics = getattr(model, "diagnostics", None)
+    if isinstance(diagnostics, dict) and stopper.stopped_by is not None:
+        diagnostics.setdefault("stopped_by", {})[stage] = stopper.stopped_by
     return stopper
 
 

@@ -268,6 +268,19 @@ def test_headline_sorts_converged_tables_by_recall_with_epochs_and_minutes(tmp_p
     assert row_cells(text, "fast")[4:] == ["—", "—", "0.5"]
 
 
+def test_a_stage_that_ended_at_the_epoch_cap_is_noted_in_a_converged_table(tmp_path: Path) -> None:
+    capped = {
+        "train_seconds": 1.0,
+        "stopped_by": {"joint": "epoch cap", "finetune": "early stopping"},
+    }
+    converged = {"train_seconds": 1.0, "stopped_by": {"recommender": "early stopping"}}
+    write_run(tmp_path, "twostage", 0, diagnostics=capped)
+    write_run(tmp_path, "onestage", 0, diagnostics=converged)
+    md, _, _ = build(tmp_path)
+    assert "twostage seed 0: stage(s) joint ended at the epoch cap" in md
+    assert "onestage seed 0: stage" not in md
+
+
 def test_a_records_method_label_becomes_a_table_note(tmp_path: Path) -> None:
     label = {"soda": {"label": "SODA-style (reconstructed)"}}
     for seed in (0, 1):

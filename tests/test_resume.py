@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from benchmark import runner
 from benchmark.cli import main
 from benchmark.runner import run_batch
+from models.training import train_epochs_with_resume
 from tests.conftest import FIXTURE_DIR
+from tests.stub_context import StubContext
 
 SMOKE = dict(datasets=["ml-tiny"], profile="smoke", data_dir=FIXTURE_DIR, quiet=True)
 # long enough that a kill after epoch 1 leaves epochs to resume, no early stop in between
@@ -202,3 +205,54 @@ def test_tokenizer_seed_fixes_the_tokenizer_and_leaves_the_recommender_seeded(tm
     assert fixed.record["diagnostics"]["sid"] == base.record["diagnostics"]["sid"]
     assert own.record["diagnostics"]["sid"] != base.record["diagnostics"]["sid"]
     assert fixed.record["curve"][0]["loss"] != base.record["curve"][0]["loss"]
+
+
+class _ScriptedScores(StubContext):
+    """Validation scores from a list; optionally out of budget from the first epoch."""
+
+    def __init__(self, scores: list[float], budget_spent: bool = False):
+        super().__init__(3)
+        self.scores, self.budget_spent = scores, budget_spent
+
+    def validate(self, epoch: int, extra: dict | None = None) -> float:
+        return self.scores[epoch]
+
+    def out_of_budget(self) -> bool:
+        return self.budget_spent
+
+
+class _TinyModel(torch.nn.Linear):
+    def __init__(self):
+        super().__init__(2, 2)
+        self.diagnostics: dict = {}
+
+    def resume_extras(self) -> dict:
+        return {}
+
+    def load_resume_extras(self, extras: dict) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("scores", "budget_spent", "stopped_by", "best"),
+    [
+        ([1, 2, 3, 4], False, "epoch cap", 3),  # still rising when the cap came
+        ([4, 3, 2, 1], False, "early stopping", 0),  # patience 2 runs out after epoch 2
+        ([1, 2, 3, 4], True, "time budget", 0),
+    ],
+)
+def test_what_ended_a_stage_is_recorded(scores, budget_spent, stopped_by, best):
+    model = _TinyModel()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    stopper = train_epochs_with_resume(
+        model,
+        _ScriptedScores(scores, budget_spent),
+        stage="joint",
+        epochs=4,
+        patience=2,
+        optimizer=optimizer,
+        scheduler=None,
+        run_epoch=lambda epoch: {},
+    )
+    assert stopper.best_epoch == best and stopper.stopped_by == stopped_by
+    assert model.diagnostics["stopped_by"] == {"joint": stopped_by}
