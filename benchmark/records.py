@@ -130,13 +130,14 @@ def read_record(path: Path) -> dict[str, Any] | None:
 def git_commit() -> str:
     """The commit of the code this process runs: read once, at the first call (the CLI makes it
     before it imports any model), so a commit made while a long invocation trains is not
-    credited with runs it did not train. ``-dirty``: tracked files differed from the commit."""
+    credited with runs it did not train. ``-dirty``: tracked files outside ``results/`` differed
+    from the commit."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(  # results/ (records, logs that running jobs append to) is not code
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
