@@ -28,7 +28,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.log import logger
 from benchmark.metrics import METRIC_TABLE, per_user_metric
 from benchmark.records import RecordError, RunRecord
-from models.training import EPOCH_CAP
+from models.training import capped_stages
 
 ALPHA = 0.05
 DIGITS = 4
@@ -130,12 +130,7 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
         # what the model trained on: a cut to each user's last N pairs is another protocol
         "training_data": f"last {pairs} pairs per user" if pairs else ALL_PAIRS,
         "skipped_stages": ", ".join(_skipped_stages(diagnostics)) or None,
-        "capped_stages": ", ".join(
-            stage
-            for stage, why in (diagnostics.get("stopped_by") or {}).items()
-            if why == EPOCH_CAP
-        )
-        or None,
+        "capped_stages": ", ".join(capped_stages(diagnostics)) or None,
         "protocol": _canonical(protocol) if protocol else None,
         "users": record.get("test_users"),
         "ranks": record.get("test_ranks"),

@@ -40,7 +40,7 @@ from benchmark.records import (
 from benchmark.registry import Registry, UnknownNameError
 from models.base import Model, ModelConfig, ModelPlugin, SequenceData
 from models.catalog import MODELS, PLUGINS
-from models.training import EPOCH_CAP, seed_everything
+from models.training import capped_stages, seed_everything
 
 TEACHER_MODEL = "sasrec"
 TEACHER_PROFILE = "quick"
@@ -725,7 +725,7 @@ def summary_line(record: dict[str, Any]) -> str:
     metrics = " ".join(f"{m} {test[m]:.4f}" for m in shown if m in test)
     best = diag.get("best_epoch")
     epochs = f", best epoch {best}" if best is not None else ""
-    capped = [stage for stage, why in (diag.get("stopped_by") or {}).items() if why == EPOCH_CAP]
+    capped = capped_stages(diag)
     if capped and not diag.get("stopped_by_budget"):
         epochs += f" (stage {', '.join(capped)} ended at the epoch cap: raise epochs=)"
     return (

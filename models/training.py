@@ -97,6 +97,13 @@ def lr_schedule(
 STOPPED_EARLY, EPOCH_CAP, TIME_BUDGET = "early stopping", "epoch cap", "time budget"
 
 
+def capped_stages(diagnostics: dict[str, Any]) -> list[str]:
+    """Stages of a run (``diagnostics["stopped_by"]``) that ended at the epoch cap."""
+    return [
+        stage for stage, why in (diagnostics.get("stopped_by") or {}).items() if why == EPOCH_CAP
+    ]
+
+
 class EarlyStopping:
     """Keep the best validation score and a copy of the model's state; stop after ``patience``
     epochs without improvement. ``stopped_by`` says what ended the stage: early stopping, the
