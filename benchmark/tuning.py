@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import platform
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -215,6 +216,56 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
 
 # ---------------------------------------------------------------------------- paths
+class JournalHeartbeat:
+    """Beats for one trial in a journal study, as Optuna's database storages do on their own.
+
+    Optuna's ``JournalStorage`` (the storage for several workers on a shared filesystem) has no
+    heartbeat (optuna 5.0), so a killed worker's trial would stay RUNNING forever. A daemon
+    thread writes the time into the trial's ``heartbeat`` user attribute every
+    ``HEARTBEAT_SECONDS``; :func:`fail_stale_trials` reads it.
+    """
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self._trial, self._stop = trial, threading.Event()
+        self._beat()
+        self._thread = threading.Thread(target=self._run, name="tune-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        self._trial.set_user_attr("heartbeat", time.time())
+
+    def _run(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                self._beat()
+            except Exception:  # the journal is unreachable now; the next beat may get through
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
+    """Mark failed the RUNNING trials whose worker has not beaten for two intervals; returns
+    their numbers. Database storages use Optuna's own heartbeat; a journal study uses the
+    ``heartbeat`` user attribute of :class:`JournalHeartbeat` (or the trial's start time, for
+    a worker killed before its first beat)."""
+    if not isinstance(storage, optuna.storages.JournalStorage):
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        optuna.storages.fail_stale_trials(study)
+        after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        return sorted(before - after)
+    failed, now_s = [], time.time()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = trial.datetime_start.timestamp() if trial.datetime_start else now_s
+        last = trial.user_attrs.get("heartbeat", started)
+        if now_s - last > 2 * HEARTBEAT_SECONDS:
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            failed.append(trial.number)
+    return failed
+
+
 def study_name(model: str, dataset: str, profile: str) -> str:
     return f"{model}-{dataset}-{profile}"
 
@@ -294,9 +345,10 @@ def tune(
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     name = study_name(model, dataset, profile)
+    opened = open_storage(storage or default_storage(results_dir, model, dataset))
     study = optuna.create_study(
         study_name=name,
-        storage=open_storage(storage or default_storage(results_dir, model, dataset)),
+        storage=opened,
         sampler=TrialSeededTPE(seed),
         pruner=make_pruner(),
         direction="maximize",
@@ -315,11 +367,21 @@ def tune(
     study.set_user_attr("budget", {"trials": trials, "timeout_s": timeout})
     # Trials whose worker died (no heartbeat for two intervals) are marked failed now, so the
     # summary never shows them RUNNING and the trial count is right.
-    optuna.storages.fail_stale_trials(study)
+    fail_stale_trials(study, opened)
 
     remaining = trials - len(study.get_trials(deepcopy=False, states=FINISHED))
     if remaining > 0:
-        objective = _objective(model_cls, space, data, profile, seed, protocol, device, quiet)
+        objective = _objective(
+            model_cls,
+            space,
+            data,
+            profile,
+            seed,
+            protocol,
+            device,
+            quiet,
+            beat=isinstance(opened, optuna.storages.JournalStorage),
+        )
         study.optimize(
             objective,
             n_trials=remaining,
@@ -351,6 +413,7 @@ def _objective(
     protocol: Protocol,
     device: torch.device,
     quiet: bool,
+    beat: bool = False,
 ) -> Callable[[optuna.Trial], float]:
     # Trials never see the test split: selection must rest on validation metrics only.
     no_test = dataclasses.replace(
@@ -360,6 +423,7 @@ def _objective(
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", worker)
+        heartbeat = JournalHeartbeat(trial) if beat else None
         try:
             config = build_config(model_cls, profile, suggest(trial, space))
             spec = RunSpec(
@@ -373,6 +437,9 @@ def _objective(
         except Exception as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
             raise
+        finally:
+            if heartbeat is not None:
+                heartbeat.stop()  # before optuna finishes the trial: no beat after that
         trial.set_user_attr("valid", result["valid"])
         trial.set_user_attr("best_epoch", result["diagnostics"].get("best_epoch"))
         trial.set_user_attr("train_seconds", result["diagnostics"]["train_seconds"])

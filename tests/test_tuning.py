@@ -196,3 +196,24 @@ def test_a_trial_of_a_dead_worker_is_failed_on_resume(tmp_path, small_space, mon
     assert result.counts.get("running", 0) == 0 and result.counts["fail"] == 1
     states = {t.number: t.state for t in load_study(tmp_path).get_trials()}
     assert states[dead.number] == TrialState.FAIL
+
+
+def test_a_journal_study_beats_and_fails_a_dead_workers_trial(tmp_path, small_space, monkeypatch):
+    """Optuna's JournalStorage has no heartbeat of its own; ours beats from a thread."""
+    import time
+
+    monkeypatch.setattr(tuning, "HEARTBEAT_SECONDS", 1)
+    url = f"journal:{tmp_path / 'study.journal'}"
+    tuning.tune("sasrec", "ml-tiny", trials=1, results_dir=tmp_path, storage=url, **TINY)
+    storage = tuning.open_storage(url)
+    study = optuna.load_study(study_name="sasrec-ml-tiny-smoke", storage=storage)
+    (done,) = study.get_trials()
+    assert done.state == TrialState.COMPLETE and "heartbeat" in done.user_attrs
+    dead = study.ask()  # a worker killed right after it beat once
+    storage.set_trial_user_attr(dead._trial_id, "heartbeat", time.time())
+    alive = study.ask()  # a live worker that beats now
+    time.sleep(2.5)
+    storage.set_trial_user_attr(alive._trial_id, "heartbeat", time.time())
+    assert tuning.fail_stale_trials(study, storage) == [dead.number]
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[dead.number] == TrialState.FAIL and states[alive.number] == TrialState.RUNNING
