@@ -56,6 +56,13 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _seed(text: str) -> int:
+    seeds = _seeds(text)
+    if len(seeds) != 1:
+        raise argparse.ArgumentTypeError(f"one seed, like 0; got {text!r}")
+    return seeds[0]
+
+
 def _ks(text: str) -> tuple[int, ...]:
     try:
         ks = tuple(int(s) for s in split_names(text))
@@ -335,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["smoke", "quick", "paper"],
         help="hyperparameter profile the search starts from (default quick)",
     )
-    tune.add_argument("--seed", type=int, default=0, help="training seed and sampler seed")
+    tune.add_argument("--seed", type=_seed, default=0, help="training seed and sampler seed")
     tune.add_argument(
         "--data-dir", type=Path, default=None, help="dataset files (default: $GENREC_DATA_DIR)"
     )
@@ -477,10 +484,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from benchmark.datasets import default_data_dir
     from benchmark.tuning import tune
 
+    datasets = _names(args.dataset, "--dataset", "dataset")
+    if len(datasets) != 1:
+        raise BenchmarkError("tune searches on one --dataset at a time; run one search per dataset")
     _set_threads(args.threads)
     result = tune(
         args.model,
-        args.dataset,
+        datasets[0],
         trials=args.trials,
         timeout=args.timeout,
         profile=args.profile,
@@ -610,6 +620,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
             storage=storage,
             quiet=True,
         )
+        from benchmark.tuning import check_search_inputs
+
+        check_search_inputs(args.tune, datasets[0], args.profile, kwargs["data_dir"])
         jobs = launch_tune(args.tune, datasets[0], args.workers, resources, kwargs, log_dir)
         print(f"{len(jobs)} tune worker(s) on study storage {storage}; logs in {log_dir}")
         if args.wait:

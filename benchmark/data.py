@@ -59,6 +59,15 @@ class Protocol:
                 f"{metric}@{self.ks[0]}"
             )
 
+    def check_against(self, data: SequenceData) -> None:
+        """A K at or above the catalogue size ranks every item: Recall@K is 1 by construction."""
+        too_large = [k for k in self.ks if k >= data.n_items]
+        if too_large:
+            raise DataError(
+                f"--ks {','.join(map(str, too_large))}: dataset {data.name!r} has only "
+                f"{data.n_items} items, so every model would score 1; use K < {data.n_items}"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "split": self.split,

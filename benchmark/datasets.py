@@ -135,7 +135,7 @@ def read_text_file(path: Path) -> str:
         line = raw[: raw.index(b"\x00")].count(b"\n") + 1
         raise DataError(f"binary data (a NUL byte) in {path}:{line}; give a UTF-8 text file")
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # a byte-order mark (Excel, Notepad) is dropped
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise DataError(
@@ -322,8 +322,14 @@ def _join_text(rows: dict[str, dict[str, Any]], fields: list[str]) -> dict[str, 
 READERS = {"atomic": read_atomic, "json": read_json, "amazon2014": read_amazon2014}
 
 
-def materialize_atomic(card: DatasetCard, data_dir: Path | None, cache_dir: Path) -> Path:
-    """Write the card's data as RecBole atomic files (cached); returns RecBole's data_path."""
+def check_dataset(name: str, data_dir: Path | None) -> DatasetCard:
+    """The card of ``name`` after checking that its files exist (cheap: nothing is read), so a
+    grid fails on a typo or a missing file before it trains anything."""
+    return require_files(find_card(name, data_dir), data_dir)
+
+
+def require_files(card: DatasetCard, data_dir: Path | None) -> DatasetCard:
+    """``card``, or a :class:`DataError` naming its missing files and the flag that fixes it."""
     missing = card.missing_files(data_dir)
     if missing:
         where = f" under {data_dir}" if data_dir else ""
@@ -331,6 +337,12 @@ def materialize_atomic(card: DatasetCard, data_dir: Path | None, cache_dir: Path
             f"dataset {card.name!r}: file(s) not found{where}: {', '.join(missing)}. "
             f"Pass --data-dir or set GENREC_DATA_DIR to the folder holding them."
         )
+    return card
+
+
+def materialize_atomic(card: DatasetCard, data_dir: Path | None, cache_dir: Path) -> Path:
+    """Write the card's data as RecBole atomic files (cached); returns RecBole's data_path."""
+    require_files(card, data_dir)
     stamp = hashlib.sha1()
     stamp.update(json.dumps([card.format, card.files, card.text_fields]).encode())
     for key in sorted(card.files):

@@ -20,6 +20,7 @@ failed / pending for the grid. ``--tune MODEL --workers N`` starts N workers on 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -129,6 +130,11 @@ def _executor(log_dir: Path, resources: Resources, threads: int):
         return executor
     if resources.executor != "slurm":
         raise BenchmarkError(f"--executor must be slurm or local, not {resources.executor!r}")
+    if shutil.which("sbatch") is None:
+        raise BenchmarkError(
+            "--executor slurm: no sbatch on this machine's PATH; run launch on a Slurm login "
+            "node, or use --executor local --workers N here"
+        )
     executor = submitit.AutoExecutor(folder=str(log_dir / "%j"), cluster="slurm")
     extra: dict[str, str] = {}
     for option in resources.sbatch:

@@ -82,7 +82,10 @@ def load_records(results_dir: Path) -> list[dict[str, Any]]:
             record["__path__"] = path.relative_to(results_dir).as_posix()  # for links
             records.append(record)
         except BenchmarkError as exc:
-            logger.warning(f"skipped {exc}")
+            logger.warning(
+                f"skipped {exc} (fix or delete the file; re-running its `run` command moves "
+                "it aside and trains the run again)"
+            )
     if not records:
         raise BenchmarkError(f"no readable run records under {results_dir}/runs")
     return records
@@ -130,7 +133,7 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
         # what the model trained on: a cut to each user's last N pairs is another protocol
         "training_data": f"last {pairs} pairs per user" if pairs else ALL_PAIRS,
         "skipped_stages": ", ".join(_skipped_stages(diagnostics)) or None,
-        "capped_stages": ", ".join(capped_stages(diagnostics)) or None,
+        "capped_stages": ", ".join(_capped(diagnostics, config, record.get("curve"))) or None,
         "protocol": _canonical(protocol) if protocol else None,
         "users": record.get("test_users"),
         "ranks": record.get("test_ranks"),
@@ -312,10 +315,21 @@ def _table(key: dict[str, Any], runs: pd.DataFrame) -> Table:
     return table
 
 
+def _capped(diagnostics: dict[str, Any], config: dict[str, Any], curve: Any) -> list[str]:
+    """The stages that ended at the epoch cap: as recorded (``stopped_by``), or, for a
+    single-stage record from before ``stopped_by`` existed, read off its curve (as many epochs
+    as its cap, and no budget stop). A legacy multi-stage record (UniGRec) cannot say."""
+    if "stopped_by" in diagnostics or diagnostics.get("stopped_by_budget"):
+        return capped_stages(diagnostics)
+    cap, epochs_run = config.get("epochs"), len(curve or [])
+    if config.get("finetune_epochs") or not isinstance(cap, int) or epochs_run < max(cap, 2):
+        return []
+    return ["recommender"]
+
+
 def _cap_notes(ok: pd.DataFrame) -> list[str]:
     """Runs of a no-budget table with a stage that ended at the epoch cap rather than by early
-    stopping: their curve may still have been rising. (Records before ``stopped_by`` existed
-    do not say.)"""
+    stopping: their curve may still have been rising."""
     if "capped_stages" not in ok:
         return []
     capped = ok.dropna(subset=["capped_stages"])

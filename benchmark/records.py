@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import platform
+import re
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,7 +70,7 @@ class RunRecord:
         if not isinstance(raw, dict):
             raise RecordError(f"{source}: a record must be a JSON object")
         version = raw.get("schema_version")
-        if version not in READABLE_VERSIONS:
+        if isinstance(version, bool) or version not in READABLE_VERSIONS:
             raise RecordError(
                 f"{source}: schema_version {version!r}; this version reads {READABLE_VERSIONS}"
             )
@@ -80,6 +83,10 @@ class RunRecord:
             missing += [k for k, shape in shapes.items() if not isinstance(raw.get(k), shape)]
         if missing:
             raise RecordError(f"{source}: record lacks {', '.join(missing)}")
+        problems = _problems(raw)
+        if problems:
+            more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+            raise RecordError(f"{source}: {'; '.join(problems[:3])}{more}")
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in raw.items() if k in known}
         values.setdefault("model", {"name": spec["model"], "config": spec.get("config", {})})
@@ -105,6 +112,187 @@ class RunRecord:
         write_json_atomic(path, self.to_dict())
 
 
+# ---------------------------------------------------------------- validation
+# The types and values the runner, leaderboard, figures and site rely on. A field that is
+# absent gets its default (or the leaderboard shows it as missing); one that is present must
+# have its declared shape, so that a hand-edited or damaged record is refused here, naming the
+# field, instead of failing deep inside pandas.
+
+METRIC_NAME = re.compile(r"[A-Za-z_]\w*@[1-9]\d*")  # <metric>@<K>, e.g. ndcg@10
+EXAMPLE_TIME = "2025-01-01T00:00:00+00:00"
+Kind = tuple[Callable[[Any], bool], str]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number that is finite or NaN (a missing value); not a bool, not infinite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isinf(value)
+
+
+def _is_time(value: Any) -> bool:
+    """ISO 8601 as Python reads it and as the leaderboard's pandas reads it (which alone would
+    take "now"; Python alone would take week dates and years pandas cannot hold)."""
+    if not isinstance(value, str):
+        return False
+    import pandas as pd
+
+    try:
+        datetime.fromisoformat(value)
+        pd.to_datetime(value, utc=True, format="ISO8601")
+    except (ValueError, OverflowError):  # pandas' OutOfBoundsDatetime is a ValueError
+        return False
+    return True
+
+
+STRING: Kind = (lambda v: isinstance(v, str), "a string")
+NAME: Kind = (lambda v: isinstance(v, str) and bool(v), "a non-empty string")
+INT: Kind = (_is_int, "an integer")
+NUMBER: Kind = (_is_number, "a number (finite, or NaN for missing)")
+OBJECT: Kind = (lambda v: isinstance(v, dict), "a JSON object")
+LIST: Kind = (lambda v: isinstance(v, list), "a list")
+TIME: Kind = (_is_time, f"an ISO 8601 time such as {EXAMPLE_TIME} (years 1678 to 2261)")
+RANK: Kind = (lambda v: _is_int(v) and v >= 0, "a non-negative integer (0: not in the top K)")
+POSITIVE: Kind = (lambda v: _is_int(v) and v > 0, "a positive integer")
+METRIC: Kind = (
+    lambda v: isinstance(v, str) and METRIC_NAME.fullmatch(v) is not None,
+    "a metric name such as ndcg@10",
+)
+
+
+def _show(value: Any) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:56] + " ..."
+
+
+class _Checks(list[str]):
+    """Problems found so far, one phrase each (field, what it must be, what it is)."""
+
+    def field(self, where: str, parent: Any, key: str, kind: Kind, null: bool = False) -> Any:
+        """Check ``parent[key]`` when present; return it when it passed (else None)."""
+        if not isinstance(parent, dict) or key not in parent:
+            return None
+        value = parent[key]
+        if null and value is None:
+            return None
+        ok, what = kind
+        if not ok(value):
+            self.append(f"{where} must be {what}{' or null' if null else ''}, not {_show(value)}")
+            return None
+        return value
+
+    def items(self, where: str, values: Any, kind: Kind) -> None:
+        """Every element of a list (the first bad one is reported)."""
+        ok, what = kind
+        for i, value in enumerate(values or []):
+            if not ok(value):
+                self.append(f"{where}[{i}] must be {what}, not {_show(value)}")
+                return
+
+    def metrics(self, where: str, values: Any) -> None:
+        """A ``<metric>@<K> -> number`` mapping (``valid``, ``test``)."""
+        for name, value in (values or {}).items():
+            if not METRIC[0](name):
+                self.append(f"{where} key {_show(name)} is not {METRIC[1]}")
+            elif not NUMBER[0](value):
+                self.append(f"{where}[{_show(name)}] must be {NUMBER[1]}, not {_show(value)}")
+
+
+def _problems(raw: dict[str, Any]) -> list[str]:
+    """What is wrong with a parsed record whose required keys are there (empty: nothing)."""
+    c = _Checks()
+    c.field("run_id", raw, "run_id", NAME)
+    status = raw["status"]
+    if status not in STATUSES:
+        c.append(f"status must be one of {', '.join(STATUSES)}, not {_show(status)}")
+
+    spec = raw["spec"]
+    for key in ("model", "dataset", "profile"):
+        c.field(f"spec.{key}", spec, key, NAME)
+    c.field("spec.seed", spec, "seed", INT)
+    c.field("spec.label", spec, "label", STRING, null=True)
+    if c.field("spec.budget_minutes", spec, "budget_minutes", NUMBER, null=True) is not None:
+        if not spec["budget_minutes"] > 0:
+            c.append(f"spec.budget_minutes must be positive, not {_show(spec['budget_minutes'])}")
+    c.field("spec.config", spec, "config", OBJECT)
+    c.field("spec.protocol", spec, "protocol", OBJECT)
+
+    model = c.field("model", raw, "model", OBJECT)
+    c.field("model.name", model, "name", NAME)
+    c.field("model.config", model, "config", OBJECT)
+    c.field("model.num_parameters", model, "num_parameters", INT, null=True)
+    parameters = c.field("model.parameters", model, "parameters", OBJECT, null=True)
+    for key in parameters or {}:
+        c.field(f"model.parameters.{key}", parameters, key, NUMBER, null=True)
+
+    dataset = c.field("dataset", raw, "dataset", OBJECT)
+    c.field("dataset.name", dataset, "name", NAME)
+    c.field("dataset.fingerprint", dataset, "fingerprint", STRING, null=True)
+
+    protocol = c.field("protocol", raw, "protocol", OBJECT)
+    if c.field("protocol.ks", protocol, "ks", LIST) is not None:
+        c.items("protocol.ks", protocol["ks"], POSITIVE)
+    c.field("protocol.selection", protocol, "selection", METRIC)
+
+    c.field("seed", raw, "seed", INT)
+    c.field("environment", raw, "environment", OBJECT)
+    for key in ("started_at", "finished_at"):
+        c.field(key, raw, key, TIME, null=True)
+    for key in ("error", "traceback", "checkpoint"):
+        c.field(key, raw, key, STRING, null=True)
+
+    for key in ("valid", "test"):
+        c.metrics(key, c.field(key, raw, key, OBJECT, null=True))
+    users = c.field("test_users", raw, "test_users", LIST, null=True)
+    ranks = c.field("test_ranks", raw, "test_ranks", LIST, null=True)
+    c.items("test_users", users, INT)
+    c.items("test_ranks", ranks, RANK)
+    if users is not None and ranks is not None and len(users) != len(ranks):
+        c.append(f"test_users has {len(users)} entries but test_ranks {len(ranks)}")
+
+    for i, point in enumerate(c.field("curve", raw, "curve", LIST) or []):
+        if not OBJECT[0](point):
+            c.append(f"curve[{i}] must be {OBJECT[1]}, not {_show(point)}")
+            break
+        c.field(f"curve[{i}].epoch", point, "epoch", INT)
+        c.field(f"curve[{i}].seconds", point, "seconds", NUMBER, null=True)
+        for key in point:
+            if METRIC[0](key):
+                c.field(f"curve[{i}].{key}", point, key, NUMBER, null=True)
+
+    diagnostics = c.field("diagnostics", raw, "diagnostics", OBJECT)
+    for key in ("best_epoch", "best_epoch_joint"):
+        c.field(f"diagnostics.{key}", diagnostics, key, INT, null=True)
+    for key in (
+        "train_seconds",
+        "eval_seconds",
+        "test_users_per_second",
+        "peak_rss_mb",
+        "peak_gpu_mb",
+    ):
+        c.field(f"diagnostics.{key}", diagnostics, key, NUMBER, null=True)
+    stages = c.field("diagnostics.skipped_stages", diagnostics, "skipped_stages", LIST)
+    c.items("diagnostics.skipped_stages", stages, NAME)
+    c.field("diagnostics.stopped_by", diagnostics, "stopped_by", OBJECT, null=True)
+    soda = c.field("diagnostics.soda", diagnostics, "soda", OBJECT, null=True)
+    c.field("diagnostics.soda.label", soda, "label", STRING, null=True)
+    sid = c.field("diagnostics.sid", diagnostics, "sid", OBJECT, null=True)
+    for key in ("collision_rate", "invalid_rate"):
+        c.field(f"diagnostics.sid.{key}", sid, key, NUMBER, null=True)
+    for i, level in enumerate(c.field("diagnostics.sid.levels", sid, "levels", LIST) or []):
+        if not OBJECT[0](level):
+            c.append(f"diagnostics.sid.levels[{i}] must be {OBJECT[1]}, not {_show(level)}")
+            break
+        for key in ("usage", "entropy_bits"):
+            c.field(f"diagnostics.sid.levels[{i}].{key}", level, key, NUMBER, null=True)
+    return c
+
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -118,12 +306,13 @@ def record_path(results_dir: Path, dataset: str, model: str, run_id: str) -> Pat
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
-    """The record at ``path``; None when it is missing or unreadable (not JSON, not an object)."""
+    """The record at ``path`` through :class:`RunRecord` (validated, older versions upgraded);
+    None when it is missing or unreadable (not JSON, or not the shape :class:`RunRecord`
+    declares). :meth:`RunRecord.load` says what is wrong."""
     try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return RunRecord.load(path).to_dict()
+    except RecordError:
         return None
-    return record if isinstance(record, dict) else None
 
 
 @functools.cache

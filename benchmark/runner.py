@@ -7,6 +7,7 @@ and the batch goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from collections.abc import Callable
@@ -23,13 +24,15 @@ from benchmark.cache import DiskCache, key_hash
 from benchmark.checkpoints import RunCheckpoints
 from benchmark.claims import claim_owner, try_claim
 from benchmark.data import Protocol, cache_root, dataset_stats, load_sequence_data
+from benchmark.datasets import check_dataset, default_data_dir
 from benchmark.embeddings import DEFAULT_ENCODER, encode_texts
-from benchmark.errors import BenchmarkError
+from benchmark.errors import BenchmarkError, ConfigError, DataError
 from benchmark.log import SUMMARY, logger
 from benchmark.metrics import headline_metrics, metrics_from_ranks, target_ranks
 from benchmark.paths import check_name, check_writable_folder, under
 from benchmark.records import (
     PeakMemory,
+    RecordError,
     RunRecord,
     environment,
     git_commit,
@@ -269,6 +272,13 @@ class HarnessContext:
         return entry[selection]
 
     def item_embeddings(self, encoder: str | None = None) -> np.ndarray:
+        if not any(self.data.item_text[1:]):
+            raise DataError(
+                f"dataset {self.data.name!r} has no item text (no NAME.item file, or its "
+                "columns are empty), and this model builds semantic IDs from item text: add "
+                "NAME.item with text columns, or give IDs with --set tokenizer=external "
+                "--set sid_file=PATH"
+            )
         encoder = encoder or DEFAULT_ENCODER
         key = {
             "fingerprint": self.data.fingerprint,
@@ -480,14 +490,25 @@ def run_batch(
     ``<dataset>/<model>/<run_id>.pt`` (path in the record's ``checkpoint``)."""
     seeds = seeds if seeds is not None else [0]
     check_writable_folder(results_dir, "results folder", "--results-dir")
+    for sub in ("runs", ".claims"):  # a file where a folder belongs fails before training
+        check_writable_folder(Path(results_dir) / sub, f"results folder's {sub}/", "--results-dir")
+    check_writable_folder(cache_root(), "cache folder", "GENREC_CACHE_DIR")
     if save_models is not None:
         check_writable_folder(save_models, "model folder", "--save-models")
     protocol = protocol or Protocol()
     stop_at = time.monotonic() + 60 * stop_after_minutes if stop_after_minutes else None
     device = device or default_device()
     overrides = overrides or []
-    # Resolve every model and config before any work, so a typo fails fast and costs nothing.
+    if label is not None and len(models) > 1:
+        raise BenchmarkError(
+            f"--label {label!r} names one variant, but {len(models)} models run; "
+            "run each labelled model with its own command"
+        )
+    # Resolve every model, config and dataset before any work, so a typo fails fast and costs
+    # nothing.
     configs = resolve_configs(models, datasets, profile, overrides, tuned)
+    for dataset in datasets:
+        check_dataset(dataset, Path(data_dir) if data_dir is not None else default_data_dir())
     specs = plan_runs(
         models,
         datasets,
@@ -502,6 +523,7 @@ def run_batch(
     outcomes: list[RunOutcome] = []
     for dataset in datasets:
         data = load_sequence_data(dataset, data_dir, protocol.max_history)
+        protocol.check_against(data)
         stats = dataset_stats(data)
         for spec in (s for s in specs if s.dataset == dataset):
             name = spec.model
@@ -562,8 +584,33 @@ def resolve_configs(
             cls = registry.get(name)
             values = dict(tuned(name, dataset)) if tuned else {}
             values.update(split_overrides(overrides, name))
-            configs[(dataset, name)] = (cls, build_config(cls, profile, values))
+            try:
+                configs[(dataset, name)] = (cls, build_config(cls, profile, values))
+            except ConfigError as exc:
+                raise _scoping_hint(exc, values, name, models, registry) from None
     return configs
+
+
+def _scoping_hint(
+    exc: ConfigError,
+    values: dict[str, Any],
+    name: str,
+    models: list[str],
+    registry: ModelRegistry,
+) -> ConfigError:
+    """An unscoped ``--set key=...`` that only some of the models know: say how to scope it."""
+
+    def keys(model: str) -> set[str]:
+        return {f.name for f in dataclasses.fields(registry.get(model).Config)}
+
+    unknown = [key for key in values if key not in keys(name)]
+    owners = [m for m in models if unknown and unknown[0] in keys(m)]
+    if not owners:
+        return exc
+    return ConfigError(
+        f"--set {unknown[0]}=... applies to every model, but {name} has no {unknown[0]!r}; "
+        f"scope it: --set {owners[0]}.{unknown[0]}=..."
+    )
 
 
 def plan_runs(
@@ -642,11 +689,19 @@ def _run_claimed(
     stop_at=None,
 ) -> RunOutcome:
     path = record_path(results_dir, spec.dataset, spec.model, spec.run_id)
-    existing = read_record(path)
-    if existing is None and path.exists():  # unreadable: keep it for inspection, run again
-        aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
-        path.replace(aside)
-        logger.warning(f"{path} could not be read; moved to {aside.name} and re-running")
+    existing = None
+    if path.exists():
+        try:  # validated like the leaderboard reads it: a damaged record is not a done run
+            existing = RunRecord.load(path).to_dict()
+        except RecordError as exc:  # unreadable: keep it for inspection, run again
+            stamp = int(time.time())
+            aside = path.with_name(f"{path.name}.unreadable-{stamp}")
+            for n in range(1, 1000):  # never over one set aside earlier in the same second
+                if not aside.exists():
+                    break
+                aside = path.with_name(f"{path.name}.unreadable-{stamp}-{n}")
+            path.replace(aside)
+            logger.warning(f"{exc}; moved to {aside.name} and re-running")
     checkpoints = RunCheckpoints(cache_root() / "checkpoints", spec.checkpoint_key)
     if force:
         checkpoints.clear()

@@ -38,9 +38,10 @@ from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
 from benchmark.atomic import write_text_atomic
-from benchmark.data import Protocol, load_sequence_data
+from benchmark.data import Protocol, cache_root, load_sequence_data
+from benchmark.datasets import check_dataset, default_data_dir
 from benchmark.errors import BenchmarkError, ConfigError
-from benchmark.paths import check_name
+from benchmark.paths import check_name, check_writable_folder
 from benchmark.records import now
 from benchmark.runner import (
     Pruned,
@@ -266,6 +267,19 @@ def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage)
     return failed
 
 
+def check_search_inputs(
+    model: str, dataset: str, profile: str, data_dir: Path | None
+) -> tuple[type[Model], dict[str, tuple]]:
+    """The model class and its search space, after checking every name a search needs (model,
+    search space, profile, dataset files) without loading data: ``launch --tune`` calls it
+    before it submits workers, so a typo is an error here, not in each worker's log."""
+    model_cls = resolve_model(model)
+    space = check_search_space(model_cls)
+    build_config(model_cls, profile, {})
+    check_dataset(dataset, Path(data_dir) if data_dir is not None else default_data_dir())
+    return model_cls, space
+
+
 def study_name(model: str, dataset: str, profile: str) -> str:
     return f"{model}-{dataset}-{profile}"
 
@@ -299,7 +313,15 @@ def load_tuned(results_dir: Path, model: str, dataset: str) -> dict[str, Any]:
             f"`python -m benchmark tune --model {model} --dataset {dataset} "
             f"--results-dir {results_dir}`"
         )
-    values = yaml.safe_load(path.read_text())
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f":{where.line + 1}" if where is not None else ""
+        reason = getattr(exc, "problem", None) or exc
+        raise BenchmarkError(
+            f"{path}{line} is not valid YAML ({reason}); fix it or re-run `tune` to rewrite it"
+        ) from None
     if not isinstance(values, dict) or not values:
         raise BenchmarkError(f"{path} holds no `key: value` lines; re-run `tune` to rewrite it")
     return values
@@ -335,12 +357,12 @@ def tune(
     ``timeout`` seconds pass, then write the best configuration. See the module docstring."""
     if trials <= 0:
         raise BenchmarkError(f"--trials must be positive, got {trials}")
-    model_cls = resolve_model(model)
-    space = check_search_space(model_cls)
-    build_config(model_cls, profile, {})  # an unknown profile fails before any work
+    model_cls, space = check_search_inputs(model, dataset, profile, data_dir)
+    check_writable_folder(cache_root(), "cache folder", "GENREC_CACHE_DIR")
     protocol = protocol or Protocol()
     device = device or default_device()
     data = load_sequence_data(dataset, data_dir, protocol.max_history)
+    protocol.check_against(data)
     if quiet:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -92,6 +92,8 @@ def check_values(config: ModelConfig) -> None:
             raise ConfigError(f"{name}: {key}={value!r} is not one of {', '.join(choices)}{hint}")
         if value is None or isinstance(value, bool):
             continue
+        if isinstance(value, tuple) and any(v <= 0 for v in value):
+            raise ConfigError(f"{name}: every entry of {key}={value} must be positive")
         if isinstance(value, int):
             low = 0 if key in config.ZERO_ALLOWED else 1
             if value < low:
@@ -105,6 +107,27 @@ def check_values(config: ModelConfig) -> None:
                 raise ConfigError(f"{name}: dropout={value} must lie in [0, 1)")
 
 
+def _checked_value(key: str, value: Any, target: str, optional: bool, source: str) -> Any:
+    """A value that is already typed (a profile's, or a tuned YAML's) after checking that it
+    has the field's type; an integral float for an int field becomes an int."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if value is None and optional:
+        return None
+    if target == "int" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if target.startswith(("tuple", "list")) and isinstance(value, (list, tuple)):
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return tuple(value)
+    elif {
+        "bool": isinstance(value, bool),
+        "int": number and isinstance(value, int),
+        "float": number,
+        "str": isinstance(value, str),
+    }.get(target, True):
+        return value
+    raise ConfigError(f"config key {key!r}: {value!r} is not a valid {target} (from {source})")
+
+
 def coerce_field(cls: type, key: str, value: Any, source: str = "--set") -> Any:
     """Check that ``key`` is a field of dataclass ``cls`` and convert ``value`` to its type."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -116,14 +139,14 @@ def coerce_field(cls: type, key: str, value: Any, source: str = "--set") -> Any:
             f"known keys: {', '.join(sorted(fields))}"
         )
     target = fields[key].type
-    if not isinstance(value, str):
-        return value
     target = target if isinstance(target, str) else getattr(target, "__name__", str(target))
     optional = target.endswith(" | None")  # e.g. "int | None": "none" or "" leaves it unset
     if optional:
-        if value.strip().lower() in ("", "none"):
-            return None
         target = target[: -len(" | None")]
+    if not isinstance(value, str):
+        return _checked_value(key, value, target, optional, source)
+    if optional and value.strip().lower() in ("", "none"):
+        return None
     try:
         if target == "bool":
             if value.lower() in ("1", "true", "yes", "on"):

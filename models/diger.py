@@ -48,10 +48,10 @@ Deviations:
   recommender integer IDs from a per-epoch table, so there it does not (METHODS.md Sec. 9a).
 * The recommender is fed the current tokenizer's (noised) codes during an epoch while targets and
   decoding use the table derived at the end of the previous epoch.
-* A single sigma (the code keeps one per level and uses their mean); SDUD's sigma follows the
-  shared warmup + cosine schedule; the FrqUD usage EMA counts the batch's distinct items (history
-  and target) and is updated after the batch's forward; one gradient-norm clip of 1 per parameter
-  group.
+* A single sigma (the code keeps one per level and uses their mean); SDUD's sigma trains under
+  the shared warmup and learning-rate schedule (``lr_schedule``; the authors' is cosine); the
+  FrqUD usage EMA counts the batch's distinct items (history and target) and is updated after
+  the batch's forward; one gradient-norm clip of 1 per parameter group.
 * The scripts' freezing of encoder layers is followed (``freeze_encoder="scripts"``: SDUD the
   first 3 of 4 linear layers, FrqUD all; codebooks always train). Measured on office (quick, one
   epoch): an unfrozen encoder at tokenizer lr 1e-4 changed every item's ID and collapsed level 1

@@ -41,6 +41,7 @@ from models.components.semantic_ids import (
     SemanticIDTable,
     add_collision_digit,
     load_external_ids,
+    parse_code,
     sid_diagnostics,
 )
 from models.components.seq2seq import SIDRecommender, T5Spec, length_bucketed_batches
@@ -117,6 +118,11 @@ class GenerativeConfig(ModelConfig):
         super().__post_init__()
         if self.tokenizer == "external":
             check_sid_file(self.sid_file)
+        elif self.sid_file:
+            raise ConfigError(
+                f"sid_file is read only with tokenizer=external (tokenizer is "
+                f"{self.tokenizer!r}); add --set tokenizer=external or drop sid_file"
+            )
         check_encoder(self.encoder)
 
 
@@ -131,6 +137,18 @@ def check_sid_file(path: str) -> None:
     if not isinstance(entries, dict) or not all(isinstance(v, list) for v in entries.values()):
         raise ConfigError(
             f'sid_file {path!r} is not an object {{"<item>": ["<a_12>", "<b_3>", ...]}}'
+        )
+    try:
+        for key, tokens in entries.items():
+            for column, token in enumerate(tokens):
+                parse_code(token, column, key)
+    except ValueError as exc:
+        raise ConfigError(f"sid_file {path!r}: {exc}") from None
+    lengths = {len(tokens) for tokens in entries.values()}
+    if len(lengths) > 1 or 0 in lengths:
+        raise ConfigError(
+            f"sid_file {path!r}: every item needs an ID of the same non-zero length, found "
+            f"lengths {sorted(lengths)}"
         )
 
 

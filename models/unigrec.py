@@ -55,10 +55,12 @@ Deviations:
   averages).
 * Stage 1 anneals per epoch (paper: per step; the code per epoch) without the code's warmup,
   decay and gradient clipping, and keeps the last epoch's weights (code: lowest training loss).
-* Both training stages use the shared AdamW + warmup + cosine schedule (authors: constant with
-  warmup); the collision digit is capped at ``digit_size - 1`` (aliasing counted); beams are
-  constrained to real items by the shared trie (authors: per-step token ranges only, invalid
-  tuples count as misses); adapters use PyTorch's default initialisation (authors: N(0, 0.02)).
+* Both training stages use the shared AdamW with linear warmup, then the harness's
+  ``lr_schedule`` (default constant, as the authors' rate after its warmup; their warmup is 10%
+  of the steps, ours ``warmup_steps``); the collision digit is capped at ``digit_size - 1``
+  (aliasing counted); beams are constrained to real items by the shared trie (authors: per-step
+  token ranges only, invalid tuples count as misses); adapters use PyTorch's default
+  initialisation (authors: N(0, 0.02)).
 * Text encoder all-MiniLM-L6-v2 (authors: sentence-t5-base); its embeddings stay L2-normalised
   as the authors' (``rq_standardize=False``, unlike TIGER's default). The temperatures are
   tied to that distance scale: on office (3 x 64 codes, 150 stage-1 epochs) standardised inputs

@@ -20,6 +20,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 import traceback
@@ -141,6 +142,42 @@ def tune(*flags: str):
             str(TINY),
             *flags,
         ]
+
+    return setup
+
+
+def tuned_yaml(content: str):
+    """``run --tuned`` reading ``content`` as sasrec's tuned configuration."""
+
+    def setup(root: Path) -> list[str]:
+        folder = root / "results" / "tuned" / "ml-tiny"
+        folder.mkdir(parents=True)
+        (folder / "sasrec.yaml").write_text(content)
+        return run("--models", "sasrec", "--tuned")(root)
+
+    return setup
+
+
+def sid_file(content: str, *flags: str):
+    """tiger trained on the ID file ``content`` (LETTER's format)."""
+
+    def setup(root: Path) -> list[str]:
+        (root / "ids.json").write_text(content)
+        return run("--models", "tiger", "--set", f"sid_file={root / 'ids.json'}", *flags)(root)
+
+    return setup
+
+
+def runs_is_a_file(root: Path) -> list[str]:
+    (root / "results").mkdir()
+    (root / "results" / "runs").write_text("not a folder")
+    return run("--models", "pop")(root)
+
+
+def launch(*flags: str):
+    def setup(root: Path) -> list[str]:
+        return ["launch", "--profile", "smoke", "--dataset", "ml-tiny", "--data-dir", str(TINY),
+                "--results-dir", str(root / "results"), *flags]  # fmt: skip
 
     return setup
 
@@ -360,6 +397,32 @@ CASES: list[Case] = [
     ("leaderboard: only a JSON list", records(b"[]")),
     ("leaderboard: only a record without fields", records(b'{"schema_version": 1}')),
     ("leaderboard: only a record of another schema", records(b'{"schema_version": 99}')),
+    # ---- found by a new user's audit (session 8)
+    ("--dataset second unknown, first fine", run("--models", "pop", "--dataset", "ml-tiny,bauty")),
+    ("--set key of only one of the models", run("--models", "pop,tiger", "--set", "beam_size=5")),
+    ("--ks at or above the item count", run("--models", "pop", "--ks", "10,100000")),
+    ("--label for two models", run("--models", "pop,sasrec", "--label", "mine")),
+    ("--set rq_hidden with a negative width", run("--models", "tiger", "--set", "rq_hidden=64,-1")),
+    ("sid_file without tokenizer=external", sid_file('{"1": ["<a_1>"]}')),
+    (
+        "sid_file with a malformed token",
+        sid_file('{"1": ["<a_1>", "<b_x>"]}', "--set", "tokenizer=external"),
+    ),  # fmt: skip
+    (
+        "sid_file with IDs of two lengths",
+        sid_file('{"1": ["<a_1>"], "2": ["<a_1>", "<b_2>"]}', "--set", "tokenizer=external"),
+    ),  # fmt: skip
+    ("tuned YAML: float for an int", tuned_yaml("epochs: 1.5\n")),
+    ("tuned YAML: not YAML", tuned_yaml("lr: [0.001\n")),
+    ("results folder's runs/ is a file", runs_is_a_file),
+    ("tune: negative seed", tune("--model", "sasrec", "--seed", "-1")),
+    ("tune: two datasets", tune("--model", "sasrec", "--dataset", "ml-tiny,office")),
+    *(  # where Slurm is installed this would submit a job
+        [("launch: slurm without sbatch", launch("--models", "pop", "--executor", "slurm"))]
+        if shutil.which("sbatch") is None
+        else []
+    ),
+    ("launch: tune an unknown model", launch("--tune", "tigre", "--executor", "local")),
     # ---- tune
     ("tune: unknown model", tune("--model", "tigre")),
     ("tune: a model without a search space", tune("--model", "pop")),

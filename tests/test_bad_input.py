@@ -166,3 +166,48 @@ def test_a_results_folder_that_cannot_be_written_fails_before_training(tmp_path,
     check(capsys, main([*base, "--results-dir", str(afile)]), "is a file, not a folder")
     check(capsys, main([*base, "--results-dir", str(afile / "sub")]), "not writable")
     assert afile.read_text() == "x"
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    """Files saved by Excel or Notepad start with a UTF-8 BOM; the header must still parse."""
+    folder = tmp_path / "data" / "bom"
+    folder.mkdir(parents=True)
+    raw = (FIXTURE_DIR / "ml-tiny" / "ml-tiny.inter").read_bytes()
+    (folder / "bom.inter").write_bytes(b"\xef\xbb\xbf" + raw)
+    args = ("--models", "pop", "--dataset", "bom", "--data-dir", str(tmp_path / "data"))
+    assert run_cli(tmp_path, *args) == 0
+
+
+def test_a_cache_folder_that_is_a_file_fails_before_training(tmp_path, capsys, monkeypatch):
+    (tmp_path / "cache").write_text("")
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))
+    args = ("--models", "pop", "--dataset", "ml-tiny", "--data-dir", str(FIXTURE_DIR))
+    check(capsys, run_cli(tmp_path, *args), "cache folder", "GENREC_CACHE_DIR")
+    assert not (tmp_path / "results" / "runs").exists()
+
+
+def test_an_unscoped_key_of_another_model_says_how_to_scope_it(tmp_path, capsys):
+    args = ("--models", "pop,tiger", "--dataset", "ml-tiny", "--set", "beam_size=5")
+    check(capsys, run_cli(tmp_path, *args), "--set tiger.beam_size=")
+
+
+def test_a_model_that_needs_item_text_says_so_when_there_is_none(tmp_path, capsys):
+    folder = tmp_path / "data" / "notext"
+    folder.mkdir(parents=True)
+    (folder / "notext.inter").write_bytes((FIXTURE_DIR / "ml-tiny" / "ml-tiny.inter").read_bytes())
+    args = ("--models", "tiger", "--profile", "smoke", "--dataset", "notext")
+    assert run_cli(tmp_path, *args, "--data-dir", str(tmp_path / "data")) == 1
+    (record,) = (tmp_path / "results" / "runs").rglob("*.json")
+    assert "has no item text" in record.read_text()
+
+
+def test_ids_of_another_catalogue_are_reported(tmp_path, caplog):
+    import json
+
+    from models.components.semantic_ids import load_external_ids
+
+    path = tmp_path / "ids.json"
+    path.write_text(json.dumps({str(k): ["<a_1>", f"<b_{k}>"] for k in range(1, 6)}))
+    codes = load_external_ids(path, 3, ["[PAD]", "1", "2", "3"])
+    assert codes.tolist() == [[1, 1], [1, 2], [1, 3]]
+    assert "2 of its 5 items are not in this dataset" in caplog.text

@@ -281,6 +281,21 @@ def test_a_stage_that_ended_at_the_epoch_cap_is_noted_in_a_converged_table(tmp_p
     assert "onestage seed 0: stage" not in md
 
 
+def test_a_record_from_before_stopped_by_is_read_off_its_curve(tmp_path: Path) -> None:
+    """Legacy single-stage records: a curve as long as the cap means the cap ended the run."""
+    curve = [{"epoch": e, "ndcg@10": 0.1 * e} for e in range(3)]
+    legacy = {"train_seconds": 1.0, "stopped_by_budget": False}
+    write_run(tmp_path, "capped", 0, diagnostics=legacy, config={"epochs": 3}, curve=curve)
+    write_run(tmp_path, "stopped", 0, diagnostics=legacy, config={"epochs": 9}, curve=curve)
+    write_run(
+        tmp_path, "twostage", 0, diagnostics=legacy, curve=curve,
+        config={"epochs": 3, "finetune_epochs": 3},
+    )  # fmt: skip
+    md, _, _ = build(tmp_path)
+    assert "capped seed 0: stage(s) recommender ended at the epoch cap" in md
+    assert "stopped seed 0: stage" not in md and "twostage seed 0: stage" not in md
+
+
 def test_a_records_method_label_becomes_a_table_note(tmp_path: Path) -> None:
     label = {"soda": {"label": "SODA-style (reconstructed)"}}
     for seed in (0, 1):

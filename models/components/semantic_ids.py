@@ -7,6 +7,7 @@ function says otherwise; :class:`SemanticIDTable` adds the padding row 0 of the 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ def sid_drift(old: Codes, new: Codes) -> dict:
 _TOKEN = re.compile(r"<([a-z])_(\d+)>")
 
 
-def _parse_code(token: object, column: int, key: str) -> int:
+def parse_code(token: object, column: int, key: str) -> int:
     """``"<b_70>"`` in column 1 -> 70 (LETTER's format); a plain integer is taken as is."""
     if isinstance(token, int) and token >= 0:
         return token
@@ -123,7 +124,8 @@ def load_external_ids(
     * a sequence of raw item tokens indexed by item id (``SequenceData.item_tokens``, entry 0 is
       padding): the file's keys are raw item tokens, as for LETTER's Beauty files.
 
-    Keys absent from a given map are ignored; every item 1..n must get an ID.
+    Keys absent from a given map are ignored (a warning says how many: a file for another
+    catalogue can cover this one's tokens by chance); every item 1..n must get an ID.
     """
     with open(path) as f:
         entries = json.load(f)
@@ -143,7 +145,16 @@ def load_external_ids(
             continue
         if not 1 <= item <= n_items:
             raise ValueError(f"{path}: key {key!r} maps to item {item}, outside 1..{n_items}")
-        rows[item] = [_parse_code(token, column, key) for column, token in enumerate(tokens)]
+        rows[item] = [parse_code(token, column, key) for column, token in enumerate(tokens)]
+    unused = len(entries) - len(rows)
+    if unused:
+        logging.getLogger("genrec_bench").warning(
+            "%s: %d of its %d items are not in this dataset and were ignored; check that the "
+            "file was written for this dataset",
+            path,
+            unused,
+            len(entries),
+        )
     missing = [item for item in range(1, n_items + 1) if item not in rows]
     if missing:
         raise ValueError(
