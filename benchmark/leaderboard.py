@@ -70,6 +70,8 @@ def load_records(results_dir: Path) -> list[dict[str, Any]]:
     """Every readable run record under ``results_dir/runs`` (recursively), in path order. A
     record that cannot be read or lacks the fields a table needs is skipped with one warning
     line on stderr naming the file; the board is built from the others."""
+    if Path(results_dir).is_file():
+        raise BenchmarkError(f"--results-dir {results_dir} is a file; pass the results folder")
     paths = sorted(Path(results_dir).glob("runs/**/*.json"))
     if not paths:
         raise BenchmarkError(

@@ -115,6 +115,10 @@ def resolve_model(name: str) -> type[Model]:
 def split_overrides(pairs: list[str], model: str) -> dict[str, str]:
     """``--set key=value`` applies to every model; ``--set tiger.key=value`` only to tiger."""
     out: dict[str, str] = {}
+    keys = [pair.split("=", 1)[0] for pair in pairs]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise BenchmarkError(f"--set {twice[0]}=... is given more than once; keep one")
     for pair in pairs:
         if "=" not in pair:
             raise BenchmarkError(f"--set expects key=value, got {pair!r}")

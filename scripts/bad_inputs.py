@@ -415,6 +415,11 @@ CASES: list[Case] = [
     ("tuned YAML: float for an int", tuned_yaml("epochs: 1.5\n")),
     ("tuned YAML: not YAML", tuned_yaml("lr: [0.001\n")),
     ("results folder's runs/ is a file", runs_is_a_file),
+    ("--set the same key twice", run("--models", "pop", "--set", "lr=1", "--set", "lr=2")),
+    (
+        "leaderboard: --results-dir is a file",
+        with_file("x", lambda root: ["leaderboard", "--results-dir", str(root / "file")]),
+    ),  # fmt: skip
     ("tune: negative seed", tune("--model", "sasrec", "--seed", "-1")),
     ("tune: two datasets", tune("--model", "sasrec", "--dataset", "ml-tiny,office")),
     *(  # where Slurm is installed this would submit a job
