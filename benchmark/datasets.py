@@ -322,9 +322,11 @@ def _join_text(rows: dict[str, dict[str, Any]], fields: list[str]) -> dict[str, 
 READERS = {"atomic": read_atomic, "json": read_json, "amazon2014": read_amazon2014}
 
 
-def check_dataset(name: str, data_dir: Path | None) -> DatasetCard:
+def check_dataset(name: str, data_dir: str | Path | None) -> DatasetCard:
     """The card of ``name`` after checking that its files exist (cheap: nothing is read), so a
-    grid fails on a typo or a missing file before it trains anything."""
+    grid fails on a typo or a missing file before it trains anything. ``data_dir`` None:
+    ``$GENREC_DATA_DIR``."""
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     return require_files(find_card(name, data_dir), data_dir)
 
 

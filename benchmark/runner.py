@@ -24,7 +24,7 @@ from benchmark.cache import DiskCache, key_hash
 from benchmark.checkpoints import RunCheckpoints
 from benchmark.claims import claim_owner, try_claim
 from benchmark.data import Protocol, cache_root, dataset_stats, load_sequence_data
-from benchmark.datasets import check_dataset, default_data_dir
+from benchmark.datasets import check_dataset
 from benchmark.embeddings import DEFAULT_ENCODER, encode_texts
 from benchmark.errors import BenchmarkError, ConfigError, DataError
 from benchmark.log import SUMMARY, logger
@@ -503,16 +503,11 @@ def run_batch(
     stop_at = time.monotonic() + 60 * stop_after_minutes if stop_after_minutes else None
     device = device or default_device()
     overrides = overrides or []
-    if label is not None and len(models) > 1:
-        raise BenchmarkError(
-            f"--label {label!r} names one variant, but {len(models)} models run; "
-            "run each labelled model with its own command"
-        )
     # Resolve every model, config and dataset before any work, so a typo fails fast and costs
     # nothing.
     configs = resolve_configs(models, datasets, profile, overrides, tuned)
     for dataset in datasets:
-        check_dataset(dataset, Path(data_dir) if data_dir is not None else default_data_dir())
+        check_dataset(dataset, data_dir)
     specs = plan_runs(
         models,
         datasets,
@@ -632,6 +627,11 @@ def plan_runs(
 ) -> list[RunSpec]:
     """The run specs of a grid, in the order ``run`` trains them (dataset, model, seed);
     ``configs``: already resolved by :func:`resolve_configs`."""
+    if label is not None and len(models) > 1:
+        raise BenchmarkError(
+            f"--label {label!r} names one variant, but {len(models)} models run; "
+            "run each labelled model with its own command"
+        )
     configs = configs or resolve_configs(models, datasets, profile, overrides, tuned)
     return [
         RunSpec(

@@ -39,7 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from benchmark.atomic import write_text_atomic
 from benchmark.data import Protocol, cache_root, load_sequence_data
-from benchmark.datasets import check_dataset, default_data_dir
+from benchmark.datasets import check_dataset
 from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.paths import check_name, check_writable_folder
 from benchmark.records import now
@@ -262,7 +262,10 @@ def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage)
         started = trial.datetime_start.timestamp() if trial.datetime_start else now_s
         last = trial.user_attrs.get("heartbeat", started)
         if now_s - last > 2 * HEARTBEAT_SECONDS:
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            try:
+                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker resuming the study failed it first
             failed.append(trial.number)
     return failed
 
@@ -276,7 +279,7 @@ def check_search_inputs(
     model_cls = resolve_model(model)
     space = check_search_space(model_cls)
     build_config(model_cls, profile, {})
-    check_dataset(dataset, Path(data_dir) if data_dir is not None else default_data_dir())
+    check_dataset(dataset, data_dir)
     return model_cls, space
 
 

@@ -85,7 +85,7 @@ def main() -> None:
             profile=args.profile,
             data_dir=args.data_dir,
             results_dir=Path(results),
-            overrides=[*args.overrides, "epochs=1"],
+            overrides=[o for o in args.overrides if o.split("=")[0] != "epochs"] + ["epochs=1"],
             quiet=True,
             force=True,
         )

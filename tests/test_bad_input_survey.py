@@ -1,4 +1,4 @@
-"""Every case of ``scripts/bad_inputs.py`` (128 bad inputs: flags, config values, data files,
+"""Every case of ``scripts/bad_inputs.py`` (145 bad inputs: flags, config values, data files,
 records, tuning storage) gets one clear ``error:`` line, exit status 2, and writes no record."""
 
 import pytest

@@ -217,3 +217,41 @@ def test_a_journal_study_beats_and_fails_a_dead_workers_trial(tmp_path, small_sp
     assert tuning.fail_stale_trials(study, storage) == [dead.number]
     states = {t.number: t.state for t in study.get_trials()}
     assert states[dead.number] == TrialState.FAIL and states[alive.number] == TrialState.RUNNING
+
+
+def test_the_heartbeat_thread_beats_until_stopped(monkeypatch):
+    import threading
+    import time
+
+    class Trial:
+        def __init__(self):
+            self.beats = []
+
+        def set_user_attr(self, key, value):
+            self.beats.append(value)
+
+    monkeypatch.setattr(tuning, "HEARTBEAT_SECONDS", 0.05)
+    trial = Trial()
+    heartbeat = tuning.JournalHeartbeat(trial)
+    time.sleep(0.4)
+    heartbeat.stop()
+    beats = len(trial.beats)
+    assert beats >= 4 and trial.beats == sorted(trial.beats)
+    time.sleep(0.15)
+    assert len(trial.beats) == beats
+    assert not any(t.name == "tune-heartbeat" for t in threading.enumerate())
+
+
+def test_two_workers_failing_the_same_stale_trial_do_not_crash(tmp_path, monkeypatch):
+    """Every worker of a resumed journal study fails stale trials when it starts; the second
+    to fail one finds it failed already."""
+    monkeypatch.setattr(tuning, "HEARTBEAT_SECONDS", 0)
+    url = f"journal:{tmp_path / 'study.journal'}"
+    first, second = tuning.open_storage(url), tuning.open_storage(url)
+    study = optuna.create_study(study_name="s", storage=first)
+    dead = study.ask()
+    seen_by_second = optuna.load_study(study_name="s", storage=second)
+    stale = seen_by_second.get_trials(states=(TrialState.RUNNING,))  # before the first acts
+    assert tuning.fail_stale_trials(study, first) == [dead.number]
+    monkeypatch.setattr(seen_by_second, "get_trials", lambda **_: stale)
+    assert tuning.fail_stale_trials(seen_by_second, second) == []
