@@ -35,6 +35,7 @@ DIGITS = 4
 ACCURACY = tuple(m.name for m in METRIC_TABLE.values() if m.in_tables)
 DISPLAY = {m.name: m.display for m in METRIC_TABLE.values()}
 KEY = ["dataset", "fingerprint", "profile", "budget", "training_data", "protocol"]
+IN_PROGRESS = ("paused", "running")  # statuses of a run that is still training
 ALL_PAIRS = "all pairs"
 IDENTITY = [
     "run_id",
@@ -267,8 +268,9 @@ class Leaderboard:
 
 def build_leaderboard(records: list[dict[str, Any]]) -> Leaderboard:
     """Group records into tables; deduplicate; attach missing-seed and duplicate notes."""
-    frame = runs_frame(records)
-    frame = frame[frame["status"] != "paused"]  # still training: neither a result nor a failure
+    everything = runs_frame(records)
+    training = everything["status"].isin(IN_PROGRESS)  # neither a result nor a failure yet
+    frame, in_progress = everything[~training], everything[training]
     ok = frame[(frame["status"] == "ok") & frame["skipped_stages"].isna()]
     failed = frame[frame["status"] != "ok"]
     incomplete = frame[(frame["status"] == "ok") & frame["skipped_stages"].notna()]
@@ -279,9 +281,20 @@ def build_leaderboard(records: list[dict[str, Any]]) -> Leaderboard:
         matched |= mask
         table = _table(key, pd.concat([runs, failed[mask]]))
         table.notes += _incomplete_notes(incomplete, key)
+        table.notes += _in_progress_notes(in_progress[_failed_in(in_progress, key)])
         tables.append(table)
     _assign_slugs(tables)
-    return Leaderboard(tables, failed[~matched], _split_notes(tables), len(frame), frame)
+    return Leaderboard(tables, failed[~matched], _split_notes(tables), len(everything), everything)
+
+
+def _in_progress_notes(runs: pd.DataFrame) -> list[str]:
+    """Runs of this table's key that are still training (paused between invocations)."""
+    return [
+        f"{row.model} seed {row.seed}: still training ({row.status} after "
+        f"{0 if pd.isna(row.epochs_run) else int(row.epochs_run)} epoch(s), run {row.run_id}); "
+        "re-run its command to continue."
+        for row in runs.sort_values(["model", "seed"]).itertuples()
+    ]
 
 
 def _incomplete_notes(incomplete: pd.DataFrame, key: dict[str, Any]) -> list[str]:
@@ -312,6 +325,7 @@ def _table(key: dict[str, Any], runs: pd.DataFrame) -> Table:
     ok = kept[kept["status"] == "ok"]
     table = Table(**key, runs=ok, failed=kept[kept["status"] != "ok"])
     table.notes = _method_notes(ok) + _seed_notes(table) + notes + _rank_notes(ok)
+    table.notes += _missing_metric_notes(table)
     if table.budget is None:
         table.notes += _cap_notes(ok)
     return table
@@ -351,18 +365,29 @@ def _method_notes(ok: pd.DataFrame) -> list[str]:
 
 
 def _deduplicate(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Keep the newest record (by finished_at) per model and seed; say so when there were more."""
-    runs = runs.sort_values("finished_at", na_position="first", kind="stable")
+    """Keep one record per model and seed: the newest successful one (by finished_at), else the
+    newest; say so when there were more, and when a model's seeds ran different configs."""
+    runs = runs.assign(_ok=runs["status"] == "ok")
+    runs = runs.sort_values(["_ok", "finished_at"], na_position="first", kind="stable")
     notes = []
     for (model, seed), dups in runs.groupby(["model", "seed"]):
         if len(dups) > 1:
             kept = dups.iloc[-1]
             configs = "different configs" if dups["config"].nunique() > 1 else "the same config"
+            which = "newest successful" if kept["_ok"] else "newest"
             notes.append(
-                f"{model} seed {seed}: {len(dups)} records with {configs}; kept the newest "
+                f"{model} seed {seed}: {len(dups)} records with {configs}; kept the {which} "
                 f"(run {kept['run_id']}, {kept['status']}, finished {kept['finished_at']})."
             )
-    return runs.drop_duplicates(["model", "seed"], keep="last"), notes
+    kept = runs.drop_duplicates(["model", "seed"], keep="last").drop(columns="_ok")
+    for model, seeds in kept[kept["status"] == "ok"].groupby("model"):
+        if seeds["config"].nunique() > 1:
+            groups = seeds.groupby("config")["seed"].apply(sorted).tolist()
+            notes.append(
+                f"{model}: its seeds ran {len(groups)} different configs "
+                f"({'; '.join(_seeds(g) for g in groups)}); its mean mixes them."
+            )
+    return kept, notes
 
 
 def _seed_notes(table: Table) -> list[str]:
@@ -379,6 +404,22 @@ def _seed_notes(table: Table) -> list[str]:
             parts.append(f"its means use {len(ok)} of {len(table.seeds)} seeds")
         if parts:
             notes.append(f"{model}: " + "; ".join(parts) + ".")
+    return notes
+
+
+def _missing_metric_notes(table: Table) -> list[str]:
+    """A metric a successful run lacks (NaN): the model's mean of it uses fewer seeds."""
+    notes = []
+    for model, runs in table.runs.groupby("model"):
+        for metric in table.columns:
+            if metric not in runs:
+                continue
+            missing = runs.loc[runs[metric].isna(), "seed"].tolist()
+            if missing:
+                notes.append(
+                    f"{model}: no {metric} for {_seeds(missing)}; that cell's mean uses "
+                    f"{len(runs) - len(missing)} of {len(runs)} seeds."
+                )
     return notes
 
 
@@ -466,10 +507,10 @@ def summarize(table: Table, alpha: float = ALPHA) -> pd.DataFrame:
 
 
 def _places(means: pd.Series) -> pd.Series:
-    """1 for the best mean, 2 for the second (at the displayed precision; ties share a place)."""
-    rounded = means.round(DIGITS)
-    best = sorted(rounded.dropna().unique(), reverse=True)[:2]
-    return rounded.map({value: place for place, value in enumerate(best, start=1)})
+    """1 for the best mean, 2 for the second, by competition ranking at the displayed precision:
+    tied models share a place, and two tied for best leave no second."""
+    rank = means.round(DIGITS).rank(method="min", ascending=False)
+    return rank.where(rank <= 2)
 
 
 def _significance(table: Table, stats: pd.DataFrame) -> pd.DataFrame:
@@ -478,7 +519,12 @@ def _significance(table: Table, stats: pd.DataFrame) -> pd.DataFrame:
         means = stats[stats["metric"] == metric].set_index("model")["mean"].dropna()
         if means.empty:
             continue
-        best = means.idxmax()
+        # the best model that can be tested (a record without per-user ranks cannot)
+        testable = [m for m in means.sort_values(ascending=False).index
+                    if not _per_user(table.runs, m, metric).empty]  # fmt: skip
+        if not testable:
+            continue
+        best = testable[0]
         reference = _per_user(table.runs, best, metric)
         pvalues = {
             model: _wilcoxon(reference, _per_user(table.runs, model, metric))
@@ -544,7 +590,12 @@ def _tex_escape(text: str) -> str:
     return "".join(special.get(c, c) for c in str(text))
 
 
-MARKDOWN = Style("**{}**", "<ins>{}</ins>", " ± ", "†", "α", "—")
+def _markdown_escape(text: str) -> str:
+    """Text inside a Markdown table or note: no raw HTML, no cell break."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|")
+
+
+MARKDOWN = Style("**{}**", "<ins>{}</ins>", " ± ", "†", "α", "—", _markdown_escape)
 LATEX = Style(
     r"\textbf{{{}}}",
     r"\underline{{{}}}",
@@ -630,9 +681,11 @@ def _footnotes(table: Table, style: Style, alpha: float) -> list[str]:
     return [legend] + [style.escape(note) for note in table.notes]
 
 
-def _failed_lines(failed: pd.DataFrame) -> list[str]:
+def _failed_lines(failed: pd.DataFrame, escape: Callable[[str], str] = str) -> list[str]:
+    """One line per failed run (its error flattened to one line, escaped for the format)."""
     return [
-        f"- `{row.model}` on {row.dataset} seed {row.seed} (run {row.run_id}): {row.error}"
+        f"- `{str(row.model).replace('`', '')}` on {escape(row.dataset)} seed {row.seed} (run "
+        f"{escape(row.run_id)}): {escape(' '.join(str(row.error).split()))}"
         for row in failed.sort_values(["model", "seed"]).itertuples()
     ]
 
@@ -662,7 +715,8 @@ def render_markdown(board: Leaderboard, summaries: list[pd.DataFrame], alpha: fl
             if table.dataset == dataset:
                 lines += _markdown_table(table, summary, alpha)
     if not board.orphans.empty:
-        lines += ["", "## Failed runs outside every table", "", *_failed_lines(board.orphans)]
+        lines += ["", "## Failed runs outside every table", ""]
+        lines += _failed_lines(board.orphans, MARKDOWN.escape)
     return "\n".join(lines) + "\n"
 
 
@@ -670,7 +724,7 @@ def _markdown_table(table: Table, summary: pd.DataFrame, alpha: float) -> list[s
     lines = ["", f"### {table.title}", "", _markdown(leaderboard_cells(table, summary, MARKDOWN))]
     lines += [""] + [f"- {note}" for note in _footnotes(table, MARKDOWN, alpha)]
     if not table.failed.empty:
-        lines += ["", "Failed runs:", "", *_failed_lines(table.failed)]
+        lines += ["", "Failed runs:", "", *_failed_lines(table.failed, MARKDOWN.escape)]
     sid = sid_cells(summary, MARKDOWN)
     if not sid.empty:
         lines += ["", f"#### Semantic-ID diagnostics ({table.slug}, mean over seeds)", ""]

@@ -150,6 +150,10 @@ def _is_time(value: Any) -> bool:
 STRING: Kind = (lambda v: isinstance(v, str), "a string")
 NAME: Kind = (lambda v: isinstance(v, str) and bool(v), "a non-empty string")
 INT: Kind = (_is_int, "an integer")
+RUN_ID: Kind = (
+    lambda v: isinstance(v, str) and re.fullmatch(r"[\w.+-]{1,100}", v) is not None,
+    "letters, digits, '_', '.', '+' or '-' (as the runner writes, e.g. 3f9a0c1b2d4e)",
+)
 NUMBER: Kind = (_is_number, "a number (finite, or NaN for missing)")
 OBJECT: Kind = (lambda v: isinstance(v, dict), "a JSON object")
 LIST: Kind = (lambda v: isinstance(v, list), "a list")
@@ -206,7 +210,7 @@ class _Checks(list[str]):
 def _problems(raw: dict[str, Any]) -> list[str]:
     """What is wrong with a parsed record whose required keys are there (empty: nothing)."""
     c = _Checks()
-    c.field("run_id", raw, "run_id", NAME)
+    c.field("run_id", raw, "run_id", RUN_ID)
     status = raw["status"]
     if status not in STATUSES:
         c.append(f"status must be one of {', '.join(STATUSES)}, not {_show(status)}")

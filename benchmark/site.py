@@ -102,7 +102,8 @@ def _leaderboard_html(table: Table, summary: pd.DataFrame) -> str:
     for model in table.models:
         runs_link = _anchor("runs", table.slug, model)
         n_ok = int((table.runs["model"] == model).sum())
-        cells = [f"<td>{html.escape(model)}</td>", f'<td data-value="{n_ok}">{n_ok}</td>']
+        seeds = str(n_ok) if n_ok == len(table.seeds) else f"{n_ok}/{len(table.seeds)}"
+        cells = [f"<td>{html.escape(model)}</td>", f'<td data-value="{n_ok}">{seeds}</td>']
         for metric in metrics:
             row = by_cell.loc[(model, metric)] if (model, metric) in by_cell.index else None
             cells.append(_accuracy_cell(row, runs_link))
@@ -154,12 +155,16 @@ def _runs_html(table: Table) -> str:
             score = "" if metric is None or pd.isna(metric) else f", test {name} {metric:.4f}"
             commit = (run.git_commit or "")[:7] if isinstance(run.git_commit, str) else ""
             items.append(
-                f'<li>seed {run.seed}: <a href="{html.escape(link)}">run {run.run_id}</a>'
-                f"{score}, commit <code>{commit}</code>, finished {run.finished_at}</li>"
+                f'<li>seed {run.seed}: <a href="{html.escape(link)}">run '
+                f"{html.escape(str(run.run_id))}</a>{score}, commit <code>"
+                f"{html.escape(commit)}</code>, finished {html.escape(str(run.finished_at))}</li>"
             )
         failed = table.failed[table.failed["model"] == model]
         for run in failed.itertuples():
-            items.append(f"<li>seed {run.seed}: {run.status} ({html.escape(str(run.error))})</li>")
+            items.append(
+                f"<li>seed {run.seed}: {html.escape(str(run.status))} "
+                f"({html.escape(str(run.error))})</li>"
+            )
         parts.append(
             f'<details id="{_anchor("runs", table.slug, model)}"><summary>{html.escape(model)}: '
             f"{len(runs)} run(s)</summary><ul>{''.join(items)}</ul></details>"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +54,7 @@ def write_run(
     ranks = [1] * N_USERS if ranks is None else ranks
     folder = root / "runs" / "toy" / model
     folder.mkdir(parents=True, exist_ok=True)
-    run_id = f"{model}-{seed}-{len(list(folder.iterdir()))}"
+    run_id = re.sub(r"[^\w.+-]", "_", f"{model}-{seed}-{len(list(folder.iterdir()))}")
     record = RunRecord(
         run_id=run_id,
         status=status,
@@ -79,8 +81,8 @@ def write_run(
         record.test = scores | (test or {})
         record.test_users = users or list(range(len(ranks)))
         record.test_ranks = ranks
-        record.curve = curve or []
         record.diagnostics = diagnostics or {"train_seconds": 10.0, "test_users_per_second": 50.0}
+    record.curve = curve or []
     record.save(folder / f"{run_id}.json")
 
 
@@ -221,7 +223,7 @@ def test_duplicate_configs_keep_the_newest(tmp_path: Path) -> None:
     write_run(tmp_path, "a", 0, [0] * N_USERS, config={"lr": 3}, finished="2025-01-01T00:00:00Z")
     md, csv, _ = build(tmp_path)
     assert (cell(csv, "a")["mean"], cell(csv, "a")["n_seeds"]) == (1.0, 1)
-    assert "a seed 0: 3 records with different configs; kept the newest (run a-0-1" in md
+    assert "a seed 0: 3 records with different configs; kept the newest successful (run a-0-1" in md
 
 
 def test_cost_and_semantic_id_tables(tmp_path: Path) -> None:
@@ -372,7 +374,8 @@ def test_training_data_cuts_and_skipped_stages_are_kept_apart(tmp_path: Path) ->
     assert set(csv["model"]) == {"a"}  # b and c skipped a stage, d is still training
     assert "trained on last 25 pairs per user" in md and "trained on all pairs" in md
     assert "b seed 0: kept out of the table, its budget ended before its finetune stage" in md
-    assert "c seed 0: kept out" in md and "paused" not in md
+    assert "c seed 0: kept out" in md
+    assert md.count("d seed 0: still training (paused after 0 epoch(s)") == 1
 
 
 def test_unreadable_records_are_skipped_with_a_warning(tmp_path: Path, capsys) -> None:
@@ -399,3 +402,68 @@ def test_every_committed_record_loads_as_a_run_record() -> None:
     records = [RunRecord.load(path) for path in paths]
     assert all(r.schema_version == 2 and r.protocol.get("selection") for r in records)
     assert {r.status for r in records} <= {"ok", "failed", "paused"}
+
+
+def test_two_models_tied_for_best_leave_no_second(tmp_path: Path) -> None:
+    """Competition ranking: 1, 1, 3; the third model is not underlined."""
+    for model, hits in (("a", 30), ("b", 30), ("c", 20)):
+        write_run(tmp_path, model, 0, [1] * hits + [0] * (N_USERS - hits))
+    _, csv, _ = build(tmp_path)
+    assert [cell(csv, m)["place"] for m in ("a", "b")] == [1, 1]
+    assert pd.isna(cell(csv, "c")["place"])
+
+
+def test_a_run_still_training_is_listed_not_failed_and_kept_in_runs_csv(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", 0)
+    write_run(tmp_path, "a", 1, status="paused", error="paused", curve=[{"epoch": 0}])
+    md, _, _ = build(tmp_path)
+    assert "a seed 1: still training (paused after 1 epoch(s)" in md
+    assert "Failed runs" not in md and row_cells(md, "a")[1] == "1"
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert sorted(runs["status"]) == ["ok", "paused"]
+
+
+def test_a_newer_failed_retry_does_not_replace_a_successful_run(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", 0, finished="2025-01-01T00:00:00Z")
+    write_run(tmp_path, "a", 0, status="failed", error="OOM", finished="2025-01-02T00:00:00Z")
+    md, csv, _ = build(tmp_path)
+    assert cell(csv, "a")["n_seeds"] == 1
+    assert "kept the newest successful (run a-0-0, ok" in md
+
+
+def test_seeds_that_ran_different_configs_are_noted(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", 0, config={"lr": 1})
+    write_run(tmp_path, "a", 1, config={"lr": 2})
+    md, _, _ = build(tmp_path)
+    assert "a: its seeds ran 2 different configs (seed 0; seed 1); its mean mixes them." in md
+
+
+def test_a_metric_missing_for_one_seed_is_noted(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", 0)
+    write_run(tmp_path, "a", 1, test={"ndcg@10": float("nan")})
+    md, csv, _ = build(tmp_path)
+    assert cell(csv, "a", "ndcg@10")["n_seeds"] == 1
+    assert "a: no ndcg@10 for seed 1; that cell's mean uses 1 of 2 seeds." in md
+
+
+def test_the_best_model_without_per_user_ranks_does_not_shield_the_others(tmp_path: Path) -> None:
+    """Significance is tested against the best model that has ranks."""
+    write_run(tmp_path, "top", 0, [1] * N_USERS)
+    write_run(tmp_path, "good", 0, [1] * N_USERS)
+    write_run(tmp_path, "bad", 0, [0] * N_USERS)
+    record = next((tmp_path / "runs" / "toy" / "top").glob("*.json"))
+    raw = json.loads(record.read_text())
+    raw["test_ranks"] = raw["test_users"] = None
+    record.write_text(json.dumps(raw))
+    _, csv, _ = build(tmp_path)
+    assert bool(cell(csv, "bad")["significant"])
+
+
+def test_markup_in_a_label_or_error_cannot_break_a_table_or_the_tex(tmp_path: Path) -> None:
+    write_run(tmp_path, "a|<b>&c", 0)
+    write_run(tmp_path, "d", 0, status="failed", error="CUDA out of memory.\nTried 2 GiB")
+    md, _, tex = build(tmp_path)
+    (row,) = [line for line in md.splitlines() if line.startswith("| a")]
+    assert row.startswith("| a\\|&lt;b>&amp;c ") and "<b>" not in md
+    failed = [line for line in tex.splitlines() if "Tried 2 GiB" in line]
+    assert failed and all(line.startswith("%") for line in failed)
