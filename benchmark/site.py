@@ -216,6 +216,14 @@ def write_site(
             + _runs_html(table)
             + "</section>"
         )
+    if len(board.orphans):  # failed runs that match no table's data, protocol or profile
+        items = "".join(
+            f"<li>{html.escape(str(run.model))} on {html.escape(str(run.dataset))} seed "
+            f"{run.seed} (run {html.escape(str(run.run_id))}): {html.escape(str(run.error))}</li>"
+            for run in board.orphans.sort_values(["model", "seed"]).itertuples()
+        )
+        sections.append(f'<section id="failed"><h2>Failed runs outside every table</h2>'
+                        f"<ul>{items}</ul></section>")  # fmt: skip
     page = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -43,6 +43,16 @@ def test_the_page_is_self_contained_and_links_cells_to_runs(site: Path):
     assert len(records) == 6 and all((site.parent / r).resolve().exists() for r in records)
 
 
+def test_failed_runs_outside_every_table_are_listed_and_escaped(tmp_path: Path):
+    write_run(tmp_path, "alpha", 0)
+    write_run(tmp_path, "lost", 0, status="failed", error="<img src=x onerror=alert(1)>",
+              fingerprint="other")  # fmt: skip
+    assert main(["leaderboard", "--results-dir", str(tmp_path), "--no-figures"]) == 0
+    page = (tmp_path / "site" / "index.html").read_text()
+    assert "Failed runs outside every table" in page and "lost on toy seed 0" in page
+    assert "<img src=x" not in page and "&lt;img src=x" in page
+
+
 class DevTools:
     """The smallest DevTools-protocol client: one browser, one page session."""
 
