@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -441,11 +442,17 @@ def _seeds(values: list[Any]) -> str:
 
 
 def _assign_slugs(tables: list[Table]) -> None:
-    """``dataset-profile``, plus a hash of fingerprint and protocol where that is ambiguous."""
+    """``dataset-profile``, plus a hash of fingerprint and protocol where that is ambiguous.
+    A slug names files and page anchors, so characters other than letters, digits, '.', '_',
+    '-' and '+' become '-' (and two datasets that differ only there get the hash)."""
     names = [
-        f"{t.dataset}-{t.profile}"
-        + (f"-{t.budget:g}min" if t.budget else "")
-        + ("" if t.training_data == ALL_PAIRS else f"-last{t.training_data.split()[1]}")
+        re.sub(
+            r"[^\w.+-]+",
+            "-",
+            f"{t.dataset}-{t.profile}"
+            + (f"-{t.budget:g}min" if t.budget else "")
+            + ("" if t.training_data == ALL_PAIRS else f"-last{t.training_data.split()[1]}"),
+        )
         for t in tables
     ]
     for table, name in zip(tables, names):
