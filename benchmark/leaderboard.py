@@ -434,6 +434,16 @@ def _rank_notes(ok: pd.DataFrame) -> list[str]:
             notes.append(
                 f"{model}: no per-user ranks for {_seeds(missing)}; its tests use the other seeds."
             )
+    # a test pairs users: one that covers fewer users than the table says so
+    with_ranks = ok[ok["users"].notna()]
+    everyone = set().union(*with_ranks["users"].map(set)) if len(with_ranks) else set()
+    for model, runs in with_ranks.groupby("model"):
+        covered = set().union(*runs["users"].map(set))
+        if covered != everyone:
+            notes.append(
+                f"{model}: per-user ranks cover {len(covered & everyone)} of the table's "
+                f"{len(everyone)} test users; its significance tests pair only those."
+            )
     return notes
 
 

@@ -467,3 +467,11 @@ def test_markup_in_a_label_or_error_cannot_break_a_table_or_the_tex(tmp_path: Pa
     assert row.startswith("| a\\|&lt;b>&amp;c ") and "<b>" not in md
     failed = [line for line in tex.splitlines() if "Tried 2 GiB" in line]
     assert failed and all(line.startswith("%") for line in failed)
+
+
+def test_ranks_that_cover_fewer_users_are_noted(tmp_path: Path) -> None:
+    write_run(tmp_path, "full", 0)
+    write_run(tmp_path, "part", 0, [1] * 20)
+    md, _, _ = build(tmp_path)
+    assert f"part: per-user ranks cover 20 of the table's {N_USERS} test users" in md
+    assert "full: per-user ranks cover" not in md
