@@ -82,10 +82,10 @@ def load_records(results_dir: Path) -> list[dict[str, Any]]:
     records = []
     for path in paths:
         try:
-            record = _read_record(path)
+            record = RunRecord.load(path).to_dict()  # validated, older versions upgraded
             record["__path__"] = path.relative_to(results_dir).as_posix()  # for links
             records.append(record)
-        except BenchmarkError as exc:
+        except RecordError as exc:
             logger.warning(
                 f"skipped {exc} (fix or delete the file; re-running its `run` command moves "
                 "it aside and trains the run again)"
@@ -93,14 +93,6 @@ def load_records(results_dir: Path) -> list[dict[str, Any]]:
     if not records:
         raise BenchmarkError(f"no readable run records under {results_dir}/runs")
     return records
-
-
-def _read_record(path: Path) -> dict[str, Any]:
-    """The record at ``path`` through :class:`RunRecord` (validated, older versions upgraded)."""
-    try:
-        return RunRecord.load(path).to_dict()
-    except RecordError as exc:
-        raise BenchmarkError(str(exc)) from None
 
 
 def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:

@@ -16,7 +16,6 @@ the SODA plug-in), not only its codes.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -41,7 +40,7 @@ from models.components.semantic_ids import (
     SemanticIDTable,
     add_collision_digit,
     load_external_ids,
-    parse_code,
+    read_id_file,
     sid_diagnostics,
 )
 from models.components.seq2seq import SIDRecommender, T5Spec, length_bucketed_batches
@@ -131,25 +130,9 @@ def check_sid_file(path: str) -> None:
     if not path:
         raise ConfigError("tokenizer=external needs --set sid_file=PATH (a LETTER-format JSON)")
     try:
-        entries = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ConfigError(f"sid_file {path!r} cannot be read as JSON ({exc})") from None
-    if not isinstance(entries, dict) or not all(isinstance(v, list) for v in entries.values()):
-        raise ConfigError(
-            f'sid_file {path!r} is not an object {{"<item>": ["<a_12>", "<b_3>", ...]}}'
-        )
-    try:
-        for key, tokens in entries.items():
-            for column, token in enumerate(tokens):
-                parse_code(token, column, key)
+        read_id_file(path)
     except ValueError as exc:
-        raise ConfigError(f"sid_file {path!r}: {exc}") from None
-    lengths = {len(tokens) for tokens in entries.values()}
-    if len(lengths) > 1 or 0 in lengths:
-        raise ConfigError(
-            f"sid_file {path!r}: every item needs an ID of the same non-zero length, found "
-            f"lengths {sorted(lengths)}"
-        )
+        raise ConfigError(f"sid_file {exc}") from None
 
 
 def check_encoder(name: str) -> None:

@@ -109,6 +109,35 @@ def parse_code(token: object, column: int, key: str) -> int:
     return int(match.group(2))
 
 
+def read_id_file(path: str | Path) -> dict[str, list[int]]:
+    """``{item key: [code, ...]}`` from a JSON ID file (LETTER's format, see
+    :func:`load_external_ids`), every token parsed and every ID of the same non-zero length.
+
+    Raises ``ValueError`` naming the file and what is wrong with it; the one parser behind both
+    the configuration-time check and the load, so the two cannot disagree on what is valid.
+    """
+    try:
+        entries = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path}: cannot be read as JSON ({exc})") from None
+    if not isinstance(entries, dict) or not all(isinstance(v, list) for v in entries.values()):
+        raise ValueError(f'{path}: not an object {{"<item>": ["<a_12>", "<b_3>", ...]}}')
+    try:
+        ids = {
+            key: [parse_code(token, column, key) for column, token in enumerate(tokens)]
+            for key, tokens in entries.items()
+        }
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    lengths = {len(codes) for codes in ids.values()}
+    if len(lengths) > 1 or 0 in lengths:
+        raise ValueError(
+            f"{path}: every item needs an ID of the same non-zero length, found different "
+            f"lengths {sorted(lengths)}"
+        )
+    return ids
+
+
 def load_external_ids(
     path: str | Path,
     n_items: int,
@@ -127,12 +156,11 @@ def load_external_ids(
     Keys absent from a given map are ignored (a warning says how many: a file for another
     catalogue can cover this one's tokens by chance); every item 1..n must get an ID.
     """
-    with open(path) as f:
-        entries = json.load(f)
+    ids = read_id_file(path)
     if isinstance(item_id_map, Sequence) and not isinstance(item_id_map, str):
         item_id_map = {str(token): item for item, token in enumerate(item_id_map) if item > 0}
     rows: dict[int, list[int]] = {}
-    for key, tokens in entries.items():
+    for key, codes in ids.items():
         if item_id_map is None:
             if not key.isdigit():
                 raise ValueError(
@@ -145,24 +173,21 @@ def load_external_ids(
             continue
         if not 1 <= item <= n_items:
             raise ValueError(f"{path}: key {key!r} maps to item {item}, outside 1..{n_items}")
-        rows[item] = [parse_code(token, column, key) for column, token in enumerate(tokens)]
-    unused = len(entries) - len(rows)
+        rows[item] = codes
+    unused = len(ids) - len(rows)
     if unused:
         logging.getLogger("genrec_bench").warning(
             "%s: %d of its %d items are not in this dataset and were ignored; check that the "
             "file was written for this dataset",
             path,
             unused,
-            len(entries),
+            len(ids),
         )
     missing = [item for item in range(1, n_items + 1) if item not in rows]
     if missing:
         raise ValueError(
             f"{path}: {len(missing)} of {n_items} items have no ID, e.g. {missing[:5]}"
         )
-    lengths = {len(codes) for codes in rows.values()}
-    if len(lengths) != 1:
-        raise ValueError(f"{path}: IDs have different lengths {sorted(lengths)}")
     return np.asarray([rows[item] for item in range(1, n_items + 1)], dtype=np.int64)
 
 
