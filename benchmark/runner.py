@@ -599,8 +599,9 @@ def _scoping_hint(
 ) -> ConfigError:
     """An unscoped ``--set key=...`` that only some of the models know: say how to scope it."""
 
-    def keys(model: str) -> set[str]:
-        return {f.name for f in dataclasses.fields(registry.get(model).Config)}
+    def keys(model: str) -> set[str]:  # the keys the model reads
+        config = registry.get(model).Config
+        return {f.name for f in dataclasses.fields(config)} - config.INERT
 
     unknown = [key for key in values if key not in keys(name)]
     owners = [m for m in models if unknown and unknown[0] in keys(m)]

@@ -50,6 +50,9 @@ class ModelConfig:
     # Fields added after runs were recorded: left out of :meth:`to_dict` (and so of run ids)
     # while at their default, so the recorded runs keep their ids and are not trained again.
     ADDED_LATER: ClassVar[frozenset[str]] = frozenset()
+    # Fields inherited from this base that the model never reads (popularity trains nothing):
+    # setting one is an error, not a new run id for the same numbers.
+    INERT: ClassVar[frozenset[str]] = frozenset()
 
     batch_size: int = 256
     lr: float = 1e-3
@@ -69,6 +72,11 @@ class ModelConfig:
         values: dict[str, Any] = {}
         for source, entries in (("profile " + profile, profiles[profile]), ("--set", overrides)):
             for key, value in entries.items():
+                if key in cls.INERT:
+                    raise ConfigError(
+                        f"{key!r} in {source} has no effect on {cls.__qualname__} (it reads "
+                        f"none of {', '.join(sorted(cls.INERT))}); drop it"
+                    )
                 values[key] = coerce_field(cls, key, value, source)
         return cls(**values)
 

@@ -14,6 +14,7 @@ from models.base import FitContext, Model, ModelConfig, SequenceData
 @dataclass
 class PopConfig(ModelConfig):
     ZERO_ALLOWED: ClassVar[frozenset[str]] = frozenset({"epochs"})  # nothing to train
+    INERT: ClassVar[frozenset[str]] = frozenset({"batch_size", "lr", "epochs", "patience"})
 
     epochs: int = 0
 

@@ -252,6 +252,8 @@ CASES: list[Case] = [
     ("--set weight_decay nan", run("--models", "tiger", "--set", "weight_decay=nan")),
     ("--set tokenizer_lr 0", run("--models", "diger", "--set", "tokenizer_lr=0")),
     ("--set scoped to a model not run", run("--models", "pop", "--set", "tiger.lr=1")),
+    ("--set a training key for pop", run("--models", "pop", "--set", "pop.lr=0.1")),
+    ("--set unscoped lr with pop", run("--models", "pop,sasrec", "--set", "lr=0.01")),
     ("--set tau_min above tau_max", run("--models", "unigrec", "--set", "tau_min=2")),
     ("--set external without sid_file", run("--models", "tiger", "--set", "tokenizer=external")),
     (

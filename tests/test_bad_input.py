@@ -191,6 +191,16 @@ def test_an_unscoped_key_of_another_model_says_how_to_scope_it(tmp_path, capsys)
     check(capsys, run_cli(tmp_path, *args), "--set tiger.beam_size=")
 
 
+def test_a_training_key_for_popularity_is_refused_not_a_new_run_id(tmp_path, capsys):
+    # pop reads no training setting: `--set pop.lr=0.1` would give a new run id, same numbers
+    args = ("--models", "pop", "--dataset", "ml-tiny", "--data-dir", str(FIXTURE_DIR))
+    check(capsys, run_cli(tmp_path, *args, "--set", "pop.lr=0.1"), "no effect on PopConfig")
+    check(capsys, run_cli(tmp_path, *args, "--set", "patience=2"), "drop it")
+    both = ("--models", "pop,sasrec", "--dataset", "ml-tiny", "--set", "lr=0.01")
+    check(capsys, run_cli(tmp_path, *both), "--set sasrec.lr=")
+    assert not (tmp_path / "results" / "runs").exists()
+
+
 def test_a_model_that_needs_item_text_says_so_when_there_is_none(tmp_path, capsys):
     folder = tmp_path / "data" / "notext"
     folder.mkdir(parents=True)
