@@ -412,7 +412,12 @@ def tune(
             n_trials=remaining,
             timeout=timeout,
             catch=(Exception,),  # a failing configuration is recorded and the search goes on
-            callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED)],
+            callbacks=[
+                # and after every trial (Optuna does this itself only for database storages): a
+                # worker that died mid-search leaves no RUNNING trial in the summary
+                lambda study, _trial: fail_stale_trials(study, opened),
+                optuna.study.MaxTrialsCallback(trials, states=FINISHED),
+            ],
         )
     return _save_best(study, results_dir, model, dataset)
 

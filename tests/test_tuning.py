@@ -219,6 +219,33 @@ def test_a_journal_study_beats_and_fails_a_dead_workers_trial(tmp_path, small_sp
     assert states[dead.number] == TrialState.FAIL and states[alive.number] == TrialState.RUNNING
 
 
+def test_a_worker_dying_mid_search_leaves_no_running_trial(tmp_path, monkeypatch):
+    """A journal trial that goes stale while another worker searches is failed after that
+    worker's next trial, not only when a worker (re)starts."""
+    import time
+
+    monkeypatch.setattr(tuning, "HEARTBEAT_SECONDS", 1)
+    url = f"journal:{tmp_path / 'study.journal'}"
+    objective = tuning._objective
+
+    def with_a_dying_worker(*args, **kwargs):
+        inner = objective(*args, **kwargs)
+
+        def run(trial):
+            if trial.number == 0:  # another worker starts a trial, beats once long ago, dies
+                dead = trial.study.ask()
+                trial.study._storage.set_trial_user_attr(
+                    dead._trial_id, "heartbeat", time.time() - 60
+                )
+            return inner(trial)
+
+        return run
+
+    monkeypatch.setattr(tuning, "_objective", with_a_dying_worker)
+    result = tuning.tune("sasrec", "ml-tiny", trials=2, results_dir=tmp_path, storage=url, **TINY)
+    assert result.counts == {"complete": 2, "fail": 1}  # a failed trial uses no budget
+
+
 def test_the_heartbeat_thread_beats_until_stopped(monkeypatch):
     import threading
     import time
