@@ -17,13 +17,22 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 class Claim:
     """A held claim; :meth:`release` (or garbage collection of the process) lets it go."""
 
-    def __init__(self, path: Path, handle) -> None:
-        self.path, self._handle = path, handle
+    def __init__(self, path: Path, handle, owner: dict[str, Any]) -> None:
+        self.path, self._handle, self._owner = path, handle, owner
+
+    def note(self, **details: Any) -> None:
+        """Add ``details`` (what is being done, how far it got) to the file, for readers such
+        as ``python -m benchmark status``; the lock itself is untouched."""
+        if self._handle is None:
+            return
+        self._owner.update(details)
+        _write_owner(self._handle, self._owner)
 
     def release(self) -> None:
         if self._handle is not None:
@@ -43,23 +52,29 @@ def try_claim(path: Path) -> Claim | None:
         handle.close()
         return None
     owner = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+    _write_owner(handle, owner)
+    return Claim(path, handle, owner)
+
+
+def _write_owner(handle, owner: dict[str, Any]) -> None:
     handle.seek(0)
     handle.truncate()
     handle.write(json.dumps(owner) + "\n")
     handle.flush()
-    return Claim(path, handle)
 
 
 def claim_owner(path: Path) -> dict | None:
-    """Who holds the claim at ``path`` (None when nobody does)."""
+    """Who holds the claim at ``path`` and what they noted (None when nobody holds it; ``{}``
+    when the holder is caught rewriting the file)."""
     claim = try_claim(path)
     if claim is not None:
         claim.release()
         return None
     try:
-        return json.loads(path.read_text() or "null")
+        owner = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return {}
+    return owner if isinstance(owner, dict) else {}
 
 
 @contextmanager

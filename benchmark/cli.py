@@ -34,6 +34,7 @@ EXAMPLES = {
   python -m benchmark launch --tune tiger --dataset office --workers 4 --trials 40
 """,
     "ls": "example:\n  python -m benchmark ls --names\n",
+    "status": "example:\n  python -m benchmark status --results-dir results\n",
     "datasets": "example:\n  python -m benchmark datasets --data-dir ../shared/data\n",
     "leaderboard": """examples:
   python -m benchmark leaderboard                        # results/leaderboard.md, site/, ...
@@ -362,6 +363,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES["ls"],
     )
     ls.add_argument("--names", action="store_true", help="only model names, comma-separated")
+    status = sub.add_parser(
+        "status",
+        help="runs training now (with their epoch and best validation score) and paused runs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES["status"],
+    )
+    status.add_argument(
+        "--results-dir", type=Path, default=Path("results"), help="default: results"
+    )
     datasets = sub.add_parser(
         "datasets",
         help="dataset statistics and whether files are found",
@@ -529,6 +539,20 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from benchmark.status import unfinished_runs
+
+    rows = unfinished_runs(args.results_dir)
+    if not rows:
+        print(f"nothing is training or paused under {args.results_dir}")
+        return 0
+    print(tabulate(rows, headers="keys"))
+    print("epochs: finished so far, all stages; best: validation selection metric (epoch)")
+    return 0
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
@@ -685,6 +709,7 @@ COMMANDS = {
     "launch": cmd_launch,
     "tune": cmd_tune,
     "ls": cmd_ls,
+    "status": cmd_status,
     "datasets": cmd_datasets,
     "leaderboard": cmd_leaderboard,
 }

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from benchmark.atomic import torch_save_atomic
 from benchmark.cache import DiskCache, key_hash
 from benchmark.checkpoints import RunCheckpoints
-from benchmark.claims import claim_owner, try_claim
+from benchmark.claims import Claim, claim_owner, try_claim
 from benchmark.data import Protocol, cache_root, dataset_stats, load_sequence_data
 from benchmark.datasets import check_dataset
 from benchmark.embeddings import DEFAULT_ENCODER, encode_texts
@@ -160,6 +160,22 @@ class RunSpec:
         return key_hash(spec)[:12]
 
 
+def progress_of(curve: list[dict[str, Any]], selection: str, stage: str) -> dict[str, Any]:
+    """How far a run got, from its validation curve: what ``status`` shows for a run in
+    flight (from its claim) or paused (from its record)."""
+    scored = [point for point in curve if point.get(selection) is not None]
+    best = max(scored, key=lambda point: point[selection], default=None)
+    return {
+        "stage": stage,
+        "epochs": len(curve),
+        "train_minutes": round((curve[-1].get("seconds") or 0) / 60, 1) if curve else 0.0,
+        "last": scored[-1][selection] if scored else None,
+        "best": best[selection] if best else None,
+        "best_at": scored.index(best) + 1 if best else None,  # 1-based, over all stages
+        "updated": now(),
+    }
+
+
 class Pruned(Exception):
     """Raised from ``validate`` when a tuner stops a trial early."""
 
@@ -192,6 +208,7 @@ class HarnessContext:
     budget_minutes: float | None = None
     checkpoints: RunCheckpoints | None = None  # None: no epoch checkpoints (teacher, tests)
     stop_at: float | None = None  # time.monotonic() after which the run pauses (--stop-after)
+    on_progress: Callable[..., None] | None = None  # after every epoch (the claim's notes)
 
     def __post_init__(self) -> None:
         self._clock_start = time.monotonic()
@@ -242,6 +259,8 @@ class HarnessContext:
         return saved
 
     def checkpoint(self, stage: str, state: dict[str, Any], final: bool = False) -> None:
+        if self.on_progress is not None:
+            self.on_progress(**progress_of(self.curve, self.protocol.selection, stage))
         if self.checkpoints is None:
             return
         extra = {"curve": self.curve, "elapsed": self.elapsed(), "commits": self.commits}
@@ -370,6 +389,7 @@ def execute_run(
     save_model_to: Path | None = None,
     checkpoints: RunCheckpoints | None = None,
     stop_at: float | None = None,
+    on_progress: Callable[..., None] | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and describe one run; exceptions propagate to the caller (``RunPaused``
     when ``stop_at`` passed: the last epoch is in ``checkpoints``). With ``save_model_to``, the
@@ -390,6 +410,7 @@ def execute_run(
         budget_minutes=spec.budget_minutes,
         checkpoints=checkpoints,
         stop_at=stop_at,
+        on_progress=on_progress,
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -673,8 +694,11 @@ def _run_one(spec, cls, config, data, stats, protocol, results_dir, *args, **kwa
             f"{owner.get('host', '?')} pid {owner.get('pid', '?')}; left to it",
         )
         return RunOutcome(spec, "claimed", read_record(path), path)
+    claim.note(dataset=spec.dataset, model=spec.model, seed=spec.seed, run_id=spec.run_id)
     try:
-        return _run_claimed(spec, cls, config, data, stats, protocol, results_dir, *args, **kwargs)
+        return _run_claimed(
+            spec, cls, config, data, stats, protocol, results_dir, *args, **kwargs, claim=claim
+        )
     finally:
         claim.release()
 
@@ -692,6 +716,7 @@ def _run_claimed(
     quiet,
     checkpoint=None,
     stop_at=None,
+    claim: Claim | None = None,
 ) -> RunOutcome:
     path = record_path(results_dir, spec.dataset, spec.model, spec.run_id)
     existing = None
@@ -743,6 +768,7 @@ def _run_claimed(
             save_model_to=checkpoint,
             checkpoints=checkpoints,
             stop_at=stop_at,
+            on_progress=claim.note if claim is not None else None,
         )
         record.model["num_parameters"] = result.pop("num_parameters")
         record.model["parameters"] = result.pop("parameters")

@@ -303,6 +303,11 @@ CASES: list[Case] = [
         ),
     ),
     (
+        "status --results-dir is a file",
+        with_file("x", lambda root: ["status", "--results-dir", str(root / "file")]),
+    ),
+    ("status --results-dir missing", lambda root: ["status", "--results-dir", str(root / "no")]),
+    (
         "--save-models is a file",
         with_file(
             "x", lambda root: [*run("--models", "pop")(root), "--save-models", str(root / "file")]

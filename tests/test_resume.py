@@ -102,6 +102,29 @@ def test_stop_after_pauses_and_the_same_command_continues(tmp_path):
     same_result(record(whole), record(out))
 
 
+def test_status_shows_a_run_in_flight_then_paused_then_nothing(tmp_path, monkeypatch):
+    from benchmark.claims import Claim
+    from benchmark.status import unfinished_runs
+
+    seen, note = [], Claim.note
+
+    def noting(self, **details):  # what `status` shows after every epoch, while it trains
+        note(self, **details)
+        seen.append(unfinished_runs(tmp_path))
+
+    monkeypatch.setattr(Claim, "note", noting)
+    first = run_batch(["sasrec"], results_dir=tmp_path, stop_after_minutes=1e-9, **SMOKE)[0]
+    assert first.status == "paused"
+    (training,) = seen[-1]
+    assert training["state"] == "training" and training["model"] == "sasrec"
+    assert training["epochs"] == 1 and training["best (epoch)"].endswith("(1)")
+    (paused,) = unfinished_runs(tmp_path)
+    assert paused["state"] == "paused" and paused["epochs"] == 1
+    assert paused["run"] == training["run"] == first.spec.run_id
+    assert run_batch(["sasrec"], results_dir=tmp_path, **SMOKE)[0].status == "ok"
+    assert unfinished_runs(tmp_path) == []
+
+
 def test_cold_and_warm_cache_give_the_same_record(tmp_path, monkeypatch):
     monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))
     cold = run_batch(["tiger"], results_dir=tmp_path / "r", **SMOKE)[0]
