@@ -21,14 +21,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import wilcoxon
 from tabulate import tabulate
 
 from benchmark.atomic import write_text_atomic
+from benchmark.comparisons import compare_with_bases
 from benchmark.errors import BenchmarkError
 from benchmark.log import logger
-from benchmark.metrics import METRIC_TABLE, per_user_metric
+from benchmark.metrics import METRIC_TABLE
 from benchmark.records import RecordError, RunRecord
+from benchmark.significance import holm, per_user_scores, wilcoxon_p
 from models.training import capped_stages
 
 ALPHA = 0.05
@@ -530,51 +531,22 @@ def _significance(table: Table, stats: pd.DataFrame) -> pd.DataFrame:
             continue
         # the best model that can be tested (a record without per-user ranks cannot)
         testable = [m for m in means.sort_values(ascending=False).index
-                    if not _per_user(table.runs, m, metric).empty]  # fmt: skip
+                    if not per_user_scores(table.runs, m, metric).empty]  # fmt: skip
         if not testable:
             continue
         best = testable[0]
-        reference = _per_user(table.runs, best, metric)
+        reference = per_user_scores(table.runs, best, metric)
         pvalues = {
-            model: _wilcoxon(reference, _per_user(table.runs, model, metric))
+            model: wilcoxon_p(reference, per_user_scores(table.runs, model, metric))
             for model in means.index.drop(best)
         }
         pvalues = {model: p for model, p in pvalues.items() if not np.isnan(p)}
-        holm = _holm(pvalues)
+        holm_p = holm(pvalues)
         rows += [
-            {"model": m, "metric": metric, "p_value": p, "p_holm": holm[m]}
+            {"model": m, "metric": metric, "p_value": p, "p_holm": holm_p[m]}
             for m, p in pvalues.items()
         ]
     return pd.DataFrame(rows, columns=["model", "metric", "p_value", "p_holm"])
-
-
-def _per_user(runs: pd.DataFrame, model: str, metric: str) -> pd.Series:
-    """The per-user metric of ``model``, averaged over its seeds, indexed by test user id."""
-    runs = runs[(runs["model"] == model) & runs["ranks"].notna() & runs["users"].notna()]
-    seeds = [
-        pd.Series(per_user_metric(ranks, metric), index=users)
-        for users, ranks in zip(runs["users"], runs["ranks"])
-    ]
-    return pd.concat(seeds).groupby(level=0).mean() if seeds else pd.Series(dtype=float)
-
-
-def _wilcoxon(reference: pd.Series, other: pd.Series) -> float:
-    """Two-sided Wilcoxon signed-rank p-value, paired by user; NaN when nothing pairs."""
-    paired = pd.concat([reference, other], axis=1, join="inner")
-    if paired.empty:
-        return float("nan")
-    if (paired[0] == paired[1]).all():
-        return 1.0
-    return float(wilcoxon(paired[0], paired[1]).pvalue)
-
-
-def _holm(pvalues: dict[str, float]) -> dict[str, float]:
-    """Holm step-down adjusted p-values."""
-    adjusted, running = {}, 0.0
-    for i, model in enumerate(sorted(pvalues, key=pvalues.get)):
-        running = max(running, min(1.0, (len(pvalues) - i) * pvalues[model]))
-        adjusted[model] = running
-    return adjusted
 
 
 # ---------------------------------------------------------------- render
@@ -675,6 +647,65 @@ def sid_cells(summary: pd.DataFrame, style: Style) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def base_comparisons(table: Table) -> pd.DataFrame:
+    """Each method against what it builds on (:mod:`benchmark.comparisons`), on the table's
+    Recall and NDCG at the selection metric's K."""
+    k = table.selection.split("@")[1]
+    return compare_with_bases(table.runs, [f"recall@{k}", f"ndcg@{k}"])
+
+
+def comparison_cells(comparisons: pd.DataFrame, style: Style, alpha: float) -> pd.DataFrame:
+    rows = []
+    order = {metric: i for i, metric in enumerate(dict.fromkeys(comparisons["metric"]))}
+    comparisons = comparisons.sort_values(
+        ["model", "metric"], key=lambda c: c.map(order) if c.name == "metric" else c
+    )
+    for row in comparisons.itertuples():
+        name, k = row.metric.split("@")
+        relative = f" ({row.delta / row.base_mean:+.0%})" if row.base_mean else ""
+        p = "—" if pd.isna(row.p_holm) else f"{row.p_holm:.2g}"
+        rows.append(
+            {
+                "Method": style.escape(row.model),
+                "Builds on": style.escape(row.builds_on),
+                "Metric": f"{DISPLAY[name]}@{k}",
+                "Seeds": str(row.seeds),
+                "Method mean": f"{row.mean:.4f}",
+                "Base mean": f"{row.base_mean:.4f}",
+                "Difference": f"{row.delta:+.4f}{relative}",
+                "Seeds won": f"{row.wins}/{row.seeds}",
+                "p (Holm)": style.bold.format(p) if row.p_holm < alpha else p,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def headline_comparison_cells(
+    comparisons: pd.DataFrame, style: Style, alpha: float
+) -> pd.DataFrame:
+    """The comparisons in one row per pair: each metric's difference, seeds won and p."""
+    full = comparison_cells(comparisons, style, alpha)
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for cell in full.to_dict("records"):
+        row = rows.setdefault(
+            (cell["Method"], cell["Builds on"]),
+            {"Method": cell["Method"], "Builds on": cell["Builds on"], "Seeds": cell["Seeds"]},
+        )
+        row[f"{cell['Metric']} difference"] = (
+            f"{cell['Difference']}, {cell['Seeds won']}, p {cell['p (Holm)']}"
+        )
+    return pd.DataFrame(list(rows.values()))
+
+
+def comparison_legend(style: Style, alpha: float, lead: str = "Each") -> str:
+    return (
+        f"{lead} method against the method it builds on, on the seeds both have: difference of "
+        "the means, seeds on which the method scored higher, and a two-sided Wilcoxon "
+        "signed-rank test on per-user scores averaged over those seeds, Holm-corrected across "
+        f"the table's pairs (bold: below {style.alpha} = {alpha})."
+    )
+
+
 def _footnotes(table: Table, style: Style, alpha: float) -> list[str]:
     legend = (
         f"Test scores, mean{style.pm}std over seeds. Bold: best; underlined: second. "
@@ -734,6 +765,11 @@ def _markdown_table(table: Table, summary: pd.DataFrame, alpha: float) -> list[s
     lines += [""] + [f"- {note}" for note in _footnotes(table, MARKDOWN, alpha)]
     if not table.failed.empty:
         lines += ["", "Failed runs:", "", *_failed_lines(table.failed, MARKDOWN.escape)]
+    comparisons = base_comparisons(table)
+    if not comparisons.empty:
+        lines += ["", f"#### Against what each method builds on ({table.slug})", ""]
+        lines += [_markdown(comparison_cells(comparisons, MARKDOWN, alpha)), ""]
+        lines.append(comparison_legend(MARKDOWN, alpha))
     sid = sid_cells(summary, MARKDOWN)
     if not sid.empty:
         lines += ["", f"#### Semantic-ID diagnostics ({table.slug}, mean over seeds)", ""]
@@ -794,6 +830,9 @@ def render_headline(board: Leaderboard, summaries: list[pd.DataFrame], alpha: fl
             "",
         ]
         lines.append(_markdown(headline_cells(table, summary, MARKDOWN)))
+        comparisons = base_comparisons(table)
+        if not comparisons.empty:
+            lines += ["", _markdown(headline_comparison_cells(comparisons, MARKDOWN, alpha))]
         lines += [
             "",
             (
@@ -804,6 +843,12 @@ def render_headline(board: Leaderboard, summaries: list[pd.DataFrame], alpha: fl
                 f"table: `results/leaderboard.md`, {table.slug}."
             ),
         ]
+        if not comparisons.empty:
+            lines += [
+                "",
+                f"{comparison_legend(MARKDOWN, alpha, 'Builds on: each')} Cells: difference "
+                "(relative), seeds won, Holm-corrected p.",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -879,7 +924,8 @@ def write_leaderboard(
 ) -> list[Path]:
     """Write ``runs.csv`` (one tidy row per run record: identity, config, metrics, cost,
     diagnostics, provenance) and its views ``leaderboard.md``, ``.csv`` (one row per table, model
-    and metric) and ``.tex`` into ``out_dir`` (default ``results_dir``); returns the paths.
+    and metric), ``.tex``, ``headline.md`` (the README's) and ``comparisons.csv`` (each method
+    against what it builds on) into ``out_dir`` (default ``results_dir``); returns the paths.
     ``board`` / ``summaries``: already built from ``results_dir`` (records load and
     significance tests run once for every view)."""
     out_dir = Path(out_dir if out_dir is not None else results_dir)
@@ -894,4 +940,9 @@ def write_leaderboard(
     write_text_atomic(runs, board.runs.drop(columns=ARRAYS).to_csv(index=False))
     headline = out_dir / "headline.md"
     write_text_atomic(headline, render_headline(board, summaries))
-    return [*paths, runs, headline]
+    comparisons = out_dir / "comparisons.csv"
+    frames = [base_comparisons(t).assign(table=t.slug) for t in board.tables if len(t.runs)]
+    frame = pd.concat(frames) if frames else pd.DataFrame(columns=["table"])
+    columns = ["table", *(c for c in frame.columns if c != "table")]
+    write_text_atomic(comparisons, frame[columns].to_csv(index=False))
+    return [*paths, runs, headline, comparisons]

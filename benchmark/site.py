@@ -21,7 +21,19 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.atomic import write_text_atomic
-from benchmark.leaderboard import ALL_PAIRS, COST, DIGITS, DISPLAY, Leaderboard, Table
+from benchmark.leaderboard import (
+    ALL_PAIRS,
+    ALPHA,
+    COST,
+    DIGITS,
+    DISPLAY,
+    Leaderboard,
+    Style,
+    Table,
+    base_comparisons,
+    comparison_cells,
+    comparison_legend,
+)
 from benchmark.metrics import headline_metrics
 
 STYLE = """
@@ -143,6 +155,25 @@ def _sid_html(summary: pd.DataFrame) -> str:
     )
 
 
+def _comparisons_html(table: Table) -> str:
+    """Each method against what it builds on (the Markdown's "Against what ..." table)."""
+    comparisons = base_comparisons(table)
+    if comparisons.empty:
+        return ""
+    style = Style("<strong>{}</strong>", "<u>{}</u>", " ± ", "†", "α", "—", html.escape)
+    cells = comparison_cells(comparisons, style, ALPHA)
+    header = "".join(f'<th scope="col">{html.escape(str(h))}</th>' for h in cells.columns)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{value}</td>" for value in row) + "</tr>"
+        for row in cells.itertuples(index=False)
+    )
+    return (
+        "<h3>Against what each method builds on</h3>"
+        f'<table class="sortable"><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>'
+        f'<p class="notes">{html.escape(comparison_legend(style, ALPHA))}</p>'
+    )
+
+
 def _runs_html(table: Table) -> str:
     parts = ["<h3>Runs</h3>"]
     name = headline_metrics(json.loads(table.protocol).get("selection", "ndcg@10"))[0]
@@ -211,6 +242,7 @@ def write_site(
             "scores, Holm-corrected, α = 0.05). Click a header to sort; a cell links to its "
             "runs.</p>"
             + (f'<ul class="notes">{notes}</ul>' if notes else "")
+            + _comparisons_html(table)
             + _sid_html(summary)
             + (f"<h3>Figures</h3>{images}" if images else "")
             + _runs_html(table)

@@ -285,6 +285,9 @@ class Model(ABC):
     SEARCH_SPACE: ClassVar[dict[str, tuple]] = {}
     needs_text: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = False
+    # The registered method this one changes (LETTER: TIGER's IDs; X+soda: X). The leaderboard
+    # tests each method against it wherever both ran under the same protocol.
+    BUILDS_ON: ClassVar[str | None] = None
 
     def __init__(self, config: ModelConfig):
         self.config = config

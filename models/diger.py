@@ -142,6 +142,7 @@ class DIGER(JointTokenizerMixin, GenerativeRecommender):
     """DIGER: Gumbel-perturbed differentiable semantic IDs trained with the recommender."""
 
     name = "diger"
+    BUILDS_ON = "tiger"
     Config = DigerConfig
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {**SMOKE, "tokenizer_lr": 1e-3, "sigma_lr": 1e-2},

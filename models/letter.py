@@ -126,6 +126,7 @@ class LETTER(GenerativeRecommender):
     """LETTER (CIKM 2024): TIGER with collaborative and diversity regularised semantic IDs."""
 
     name = "letter"
+    BUILDS_ON = "tiger"
     Config = LetterConfig
     needs_teacher: ClassVar[bool] = True
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {

@@ -315,6 +315,7 @@ def _with_soda(backbone: type[GenerativeRecommender]) -> type[GenerativeRecommen
             },
             "SEARCH_SPACE": {**backbone.SEARCH_SPACE, "soda_weight": ("float", 0.01, 1.0, "log")},
             "soda_backbone": backbone.name,
+            "BUILDS_ON": backbone.name,
             "soda_frozen_tokenizer": backbone.build_semantic_ids
             is GenerativeRecommender.build_semantic_ids,
         },

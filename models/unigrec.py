@@ -163,6 +163,7 @@ class UniGRec(JointTokenizerMixin, GenerativeRecommender):
     """UniGRec (2026): soft identifiers, annealed temperature, codeword uniformity, distillation."""
 
     name = "unigrec"
+    BUILDS_ON = "tiger"
     Config = UniGRecConfig
     needs_teacher: ClassVar[bool] = True
     tokenizer: RQVAE  # stage-1 RQ-VAE, trained on in stage 2 (SODA reads it too)

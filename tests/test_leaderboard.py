@@ -13,14 +13,10 @@ import pytest
 
 from benchmark.errors import BenchmarkError
 from benchmark.figures import _dashes, _palette, write_figures
-from benchmark.leaderboard import (
-    _holm,
-    build_leaderboard,
-    load_records,
-    per_user_metric,
-    write_leaderboard,
-)
+from benchmark.leaderboard import build_leaderboard, load_records, write_leaderboard
+from benchmark.metrics import per_user_metric
 from benchmark.records import RunRecord
+from benchmark.significance import holm
 
 PROTOCOL = {
     "split": "leave-one-out",
@@ -87,7 +83,7 @@ def write_run(
 
 
 def build(root: Path) -> tuple[str, pd.DataFrame, str]:
-    md, csv, tex, runs, _ = write_leaderboard(root)
+    md, csv, tex, runs, *_ = write_leaderboard(root)
     assert len(pd.read_csv(runs)) >= 1  # the run-level table the others are views of
     return md.read_text(), pd.read_csv(csv), tex.read_text()
 
@@ -158,8 +154,33 @@ def test_significance_marks_only_clearly_worse_models(tmp_path: Path) -> None:
     assert "Wilcoxon signed-rank" in md and "Holm-corrected" in md
 
 
+def test_each_method_is_tested_against_what_it_builds_on(tmp_path: Path) -> None:
+    better = [1] * 50 + [0] * 10  # letter: recall@10 5/6 on every seed, tiger: 1/2
+    for seed in (0, 1, 2):
+        write_run(tmp_path, "letter", seed, better)
+        write_run(tmp_path, "letter+soda", seed, better[::-1])  # same scores, other users
+    for seed in (0, 1):
+        write_run(tmp_path, "tiger", seed, [1, 0] * (N_USERS // 2))
+    write_run(tmp_path, "tiger (LETTER IDs)", 0, better)  # a label: no registered base
+    write_run(tmp_path, "sasrec", 0, better)  # builds on nothing
+    paths = write_leaderboard(tmp_path)
+    frame = pd.read_csv(paths[-1]).set_index(["model", "metric"])
+    assert sorted(set(frame.index.get_level_values("model"))) == ["letter", "letter+soda"]
+    letter = frame.loc[("letter", "recall@10")]
+    assert letter["builds_on"] == "tiger" and letter["seeds"] == 2  # the seeds both have
+    assert letter["wins"] == 2 and letter["delta"] == pytest.approx(5 / 6 - 1 / 2)
+    assert letter["p_holm"] < 0.05
+    soda = frame.loc[("letter+soda", "recall@10")]
+    assert soda["seeds"] == 3 and soda["wins"] == 0 and soda["delta"] == 0
+    assert soda["p_value"] > 0.05  # per user it differs (by user), on average it does not
+    md, headline = paths[0].read_text(), paths[4].read_text()
+    assert "#### Against what each method builds on" in md
+    line = next(t for t in headline.splitlines() if t.startswith("| letter ") and "tiger" in t)
+    assert "+0.3333 (+67%), 2/2, p **" in line
+
+
 def test_holm_adjustment() -> None:
-    adjusted = _holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    adjusted = holm({"a": 0.01, "b": 0.04, "c": 0.03})
     assert adjusted == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
 
 
@@ -261,7 +282,7 @@ def test_headline_sorts_converged_tables_by_recall_with_epochs_and_minutes(tmp_p
         write_run(tmp_path, "slow", seed, [3] * N_USERS, diagnostics=timing, curve=curve)
     write_run(tmp_path, "fast", 0, [1] * N_USERS, diagnostics={"train_seconds": 30.0})
     write_run(tmp_path, "budgeted", 0, [1] * N_USERS, budget=2.5)
-    *_, headline = write_leaderboard(tmp_path)
+    headline = write_leaderboard(tmp_path)[4]
     text = headline.read_text()
     assert "budgeted" not in text  # a budgeted table is not a ranking at convergence
     rows = [line for line in text.splitlines() if line.startswith("| ") and "Model" not in line]

@@ -147,3 +147,15 @@ def test_clicking_a_header_sorts_the_table_in_chromium(site: Path, tmp_path: Pat
         assert browser.js(order) == ["beta", "gamma", "alpha"]  # descending
     finally:
         browser.close()
+
+
+def test_the_page_tests_each_method_against_what_it_builds_on(tmp_path: Path):
+    for seed in (0, 1):
+        write_run(tmp_path, "tiger", seed, [12] * N_USERS)
+        write_run(tmp_path, "letter<b>", seed, [1] * N_USERS)  # a label: no base, escaped
+        write_run(tmp_path, "letter", seed, [1] * N_USERS)
+    assert main(["leaderboard", "--results-dir", str(tmp_path), "--no-figures"]) == 0
+    page = (tmp_path / "site" / "index.html").read_text()
+    section = page[page.index("Against what each method builds on") :]
+    assert "<td>letter</td><td>tiger</td><td>Recall@10</td><td>2</td>" in section
+    assert "<strong>" in section and "2/2" in section and "<b>" not in page

@@ -1,0 +1,77 @@
+"""Each method against the method it builds on: LETTER, DIGER and UniGRec against TIGER, every
+``X+soda`` against ``X`` (``Model.BUILDS_ON``), wherever both ran in the same table.
+
+The question a paper asks of its method ("does LETTER improve TIGER?", "does SODA help this
+backbone?") answered from the stored runs, on the seeds both have: the difference of the means,
+how many of those seeds the method won, and a two-sided Wilcoxon signed-rank test on per-user
+scores averaged over those seeds (paired by test user), Holm-corrected across the table's pairs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import BenchmarkError
+from benchmark.significance import holm, per_user_scores, wilcoxon_p
+
+COLUMNS = ["model", "builds_on", "metric", "seeds", "mean", "base_mean", "delta", "wins",
+           "p_value", "p_holm"]  # fmt: skip
+
+
+@functools.cache
+def registered_base(name: str) -> str | None:
+    """``BUILDS_ON`` of the registered model ``name``; None for an unknown name (a label)."""
+    from benchmark.runner import model_registry
+
+    try:
+        return model_registry().get(name).BUILDS_ON
+    except BenchmarkError:
+        return None
+
+
+def compare_with_bases(
+    runs: pd.DataFrame,
+    metrics: list[str],
+    builds_on: Callable[[str], str | None] = registered_base,
+) -> pd.DataFrame:
+    """One row per (method, metric) whose base also has runs in ``runs`` (one table's
+    successful runs: ``model``, ``seed``, metric columns, ``users`` / ``ranks``)."""
+    models = sorted(set(runs["model"]))
+    pairs = [(m, builds_on(m)) for m in models if builds_on(m) in models and builds_on(m) != m]
+    rows = []
+    for metric in metrics:
+        if metric not in runs:
+            continue
+        for model, base in pairs:
+            mine = runs[runs["model"] == model].groupby("seed")[metric].mean().dropna()
+            theirs = runs[runs["model"] == base].groupby("seed")[metric].mean().dropna()
+            seeds = sorted(set(mine.index) & set(theirs.index))
+            if not seeds:
+                continue
+            mine, theirs = mine.loc[seeds], theirs.loc[seeds]
+            p = wilcoxon_p(
+                per_user_scores(runs, base, metric, seeds),
+                per_user_scores(runs, model, metric, seeds),
+            )
+            rows.append(
+                {
+                    "model": model,
+                    "builds_on": base,
+                    "metric": metric,
+                    "seeds": len(seeds),
+                    "mean": mine.mean(),
+                    "base_mean": theirs.mean(),
+                    "delta": mine.mean() - theirs.mean(),
+                    "wins": int((mine > theirs).sum()),
+                    "p_value": p,
+                }
+            )
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    for _metric, group in frame.groupby("metric"):
+        tested = {i: p for i, p in group["p_value"].items() if not np.isnan(p)}
+        frame.loc[list(tested), "p_holm"] = pd.Series(holm(tested))
+    return frame

@@ -1,0 +1,45 @@
+"""Paired tests on per-user test scores, shared by the leaderboard's marks (each model against
+the column's best) and its comparisons (each method against what it builds on)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+from scipy.stats import wilcoxon
+
+from benchmark.metrics import per_user_metric
+
+
+def per_user_scores(
+    runs: pd.DataFrame, model: str, metric: str, seeds: Iterable[int] | None = None
+) -> pd.Series:
+    """The per-user ``metric`` of ``model`` averaged over its seeds (or over ``seeds`` only),
+    indexed by test user id; empty when no run kept its per-user ranks."""
+    runs = runs[(runs["model"] == model) & runs["ranks"].notna() & runs["users"].notna()]
+    if seeds is not None:
+        runs = runs[runs["seed"].isin(list(seeds))]
+    per_seed = [
+        pd.Series(per_user_metric(ranks, metric), index=users)
+        for users, ranks in zip(runs["users"], runs["ranks"])
+    ]
+    return pd.concat(per_seed).groupby(level=0).mean() if per_seed else pd.Series(dtype=float)
+
+
+def wilcoxon_p(reference: pd.Series, other: pd.Series) -> float:
+    """Two-sided Wilcoxon signed-rank p-value, paired by user; NaN when nothing pairs."""
+    paired = pd.concat([reference, other], axis=1, join="inner")
+    if paired.empty:
+        return float("nan")
+    if (paired[0] == paired[1]).all():
+        return 1.0
+    return float(wilcoxon(paired[0], paired[1]).pvalue)
+
+
+def holm(pvalues: dict[str, float]) -> dict[str, float]:
+    """Holm step-down adjusted p-values."""
+    adjusted, running = {}, 0.0
+    for i, name in enumerate(sorted(pvalues, key=pvalues.get)):
+        running = max(running, min(1.0, (len(pvalues) - i) * pvalues[name]))
+        adjusted[name] = running
+    return adjusted
