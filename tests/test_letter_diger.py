@@ -125,6 +125,12 @@ def test_frqud_noises_only_items_on_overused_level1_codes(tiny_data):
     assert torch.equal(out.codes[~mask], clean[~mask])  # cold items keep their codes
     assert not torch.equal(out.codes[mask], clean[mask])  # hot items were perturbed
     assert diger.tracker.frequency[0, hot_code] != 0.5  # usage EMA updated
+    # what the recommender is fed: codes other than the IDs it decodes, for noised items only
+    changed = (out.codes != clean).any(1)
+    assert 0 < int(diger.mismatched) == int(changed.sum()) and not changed[~mask].any()
+    assert diger.end_epoch(0, tiny_data, None)["input_id_mismatch"] == pytest.approx(
+        int(changed.sum()) / len(items)
+    )
 
 
 def test_sdud_noise_scale_falls_as_the_loss_falls():
