@@ -294,9 +294,14 @@ class DIGER(JointTokenizerMixin, GenerativeRecommender):
             "sid_drift": step["changed"],
             "sid_drift_cumulative": total["changed"],
             "sigma": abs(self.sigma.item()),
-            "noised_fraction": float(self.noised) / max(self.seen, 1),
-            "input_id_mismatch": float(self.mismatched) / max(self.seen, 1),
         }
+        # one device read for both counts (each read waits for the GPU)
+        counts = torch.stack(
+            [torch.as_tensor(c, dtype=torch.float32) for c in (self.noised, self.mismatched)]
+        )
+        noised, mismatched = counts.tolist()
+        extra["noised_fraction"] = noised / max(self.seen, 1)
+        extra["input_id_mismatch"] = mismatched / max(self.seen, 1)
         self.noised, self.mismatched, self.seen = 0.0, 0.0, 0
         levels = {"levels": step["levels"], "cumulative_levels": total["levels"]}
         self.diagnostics["sid_drift"].append({"epoch": epoch, **extra, **levels})
