@@ -256,6 +256,8 @@ class HarnessContext:
         self.commits = earlier + [c for c in self.commits if c not in earlier]
         if not saved["finished"]:
             self.log(f"  resuming {stage} after epoch {saved['epoch']}")
+        if self.on_progress is not None:  # `status` shows the epochs so far from the start
+            self.on_progress(**progress_of(self.curve, self.protocol.selection, stage))
         return saved
 
     def checkpoint(self, stage: str, state: dict[str, Any], final: bool = False) -> None:

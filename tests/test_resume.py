@@ -121,7 +121,9 @@ def test_status_shows_a_run_in_flight_then_paused_then_nothing(tmp_path, monkeyp
     (paused,) = unfinished_runs(tmp_path)
     assert paused["state"] == "paused" and paused["epochs"] == 1
     assert paused["run"] == training["run"] == first.spec.run_id
+    seen.clear()
     assert run_batch(["sasrec"], results_dir=tmp_path, **SMOKE)[0].status == "ok"
+    assert seen[1][0]["epochs"] == 1  # a resumed run shows its epochs before its next one ends
     assert unfinished_runs(tmp_path) == []
 
 
