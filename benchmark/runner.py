@@ -543,11 +543,15 @@ def run_batch(
         configs=configs,
     )
     outcomes: list[RunOutcome] = []
+    not_started: list[RunSpec] = []
     for dataset in datasets:
         data = load_sequence_data(dataset, data_dir, protocol.max_history)
         protocol.check_against(data)
         stats = dataset_stats(data)
         for spec in (s for s in specs if s.dataset == dataset):
+            if any(o.status == "paused" for o in outcomes):  # --stop-after has passed
+                not_started.append(spec)  # no tokenizer build and epoch past the slot
+                continue
             name = spec.model
             cls, config = configs[(dataset, name)]
             checkpoint = (
@@ -578,6 +582,12 @@ def run_batch(
                     stop_at,
                 )
             )
+    if not_started:
+        logger.log(
+            SUMMARY,
+            f"  {len(not_started)} more run(s) not started: --stop-after has passed; run the "
+            "same command again",
+        )
     return outcomes
 
 

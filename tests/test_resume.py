@@ -102,6 +102,12 @@ def test_stop_after_pauses_and_the_same_command_continues(tmp_path):
     same_result(record(whole), record(out))
 
 
+def test_no_new_run_starts_once_stop_after_has_passed(tmp_path):
+    out = run_batch(["sasrec", "gru4rec"], results_dir=tmp_path, stop_after_minutes=1e-9, **SMOKE)
+    assert [o.status for o in out] == ["paused"]  # gru4rec was not started past the slot
+    assert not list(tmp_path.glob("runs/*/gru4rec/*.json"))
+
+
 def test_status_shows_a_run_in_flight_then_paused_then_nothing(tmp_path, monkeypatch):
     from benchmark.claims import Claim
     from benchmark.status import unfinished_runs
