@@ -11,6 +11,7 @@ A missing cell is shown as missing and explained under its table, never averaged
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -229,6 +230,11 @@ class Table:
         """Accuracy columns in paper order: Recall@5, NDCG@5, Recall@10, ..."""
         ks = json.loads(self.protocol).get("ks", [5, 10, 20])
         return [f"{metric}@{k}" for k in ks for metric in ACCURACY]
+
+    @functools.cached_property
+    def comparisons(self) -> pd.DataFrame:
+        k = self.selection.split("@")[1]
+        return compare_with_bases(self.runs, [f"recall@{k}", f"ndcg@{k}"])
 
     @property
     def selection(self) -> str:
@@ -649,9 +655,8 @@ def sid_cells(summary: pd.DataFrame, style: Style) -> pd.DataFrame:
 
 def base_comparisons(table: Table) -> pd.DataFrame:
     """Each method against what it builds on (:mod:`benchmark.comparisons`), on the table's
-    Recall and NDCG at the selection metric's K."""
-    k = table.selection.split("@")[1]
-    return compare_with_bases(table.runs, [f"recall@{k}", f"ndcg@{k}"])
+    Recall and NDCG at the selection metric's K; tested once per table for every view."""
+    return table.comparisons
 
 
 def comparison_cells(comparisons: pd.DataFrame, style: Style, alpha: float) -> pd.DataFrame:

@@ -545,12 +545,15 @@ def run_batch(
     outcomes: list[RunOutcome] = []
     not_started: list[RunSpec] = []
     for dataset in datasets:
+        if paused(outcomes):
+            not_started += [s for s in specs if s.dataset == dataset]
+            continue
         data = load_sequence_data(dataset, data_dir, protocol.max_history)
         protocol.check_against(data)
         stats = dataset_stats(data)
         for spec in (s for s in specs if s.dataset == dataset):
-            if any(o.status == "paused" for o in outcomes):  # --stop-after has passed
-                not_started.append(spec)  # no tokenizer build and epoch past the slot
+            if paused(outcomes):  # no tokenizer build and epoch past the slot
+                not_started.append(spec)
                 continue
             name = spec.model
             cls, config = configs[(dataset, name)]
@@ -589,6 +592,11 @@ def run_batch(
             "same command again",
         )
     return outcomes
+
+
+def paused(outcomes: list[RunOutcome]) -> bool:
+    """Whether ``--stop-after`` has passed in this invocation (a run paused at it)."""
+    return bool(outcomes) and outcomes[-1].status == "paused"
 
 
 def claim_path(results_dir: Path, spec: RunSpec) -> Path:

@@ -243,9 +243,7 @@ class DIGER(JointTokenizerMixin, GenerativeRecommender):
         # on the device, read once per epoch: the share of items noised, and of items whose
         # code fed to the recommender differs from the ID it decodes (the epoch's table)
         self.noised = self.noised + mask.sum()
-        offsets = self.item_tokens[0, : c.levels].new_tensor(self.sids.token_offsets[: c.levels])
-        table = self.item_tokens[items, : c.levels] - offsets  # codes, already on the device
-        self.mismatched = self.mismatched + (out.codes != table).any(1).sum()
+        self.mismatched = self.mismatched + (out.codes != self.table_codes[items]).any(1).sum()
         self.seen += len(items)
         return out, z, mask
 
@@ -352,6 +350,11 @@ class DIGER(JointTokenizerMixin, GenerativeRecommender):
             "tokenizer": {k: v.detach().clone() for k, v in self.tokenizer.state_dict().items()},
             "codes": self.sids.codes.clone(),
         }
+
+    def set_semantic_ids(self, table: SemanticIDTable) -> None:
+        super().set_semantic_ids(table)
+        # the codes the recommender decodes, on its device once per table (not once per step)
+        self.table_codes = table.codes[:, : self.config.levels].to(self.device)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state["net"])
