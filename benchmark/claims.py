@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+PROBE_RETRIES = 3  # a live worker holds its claim for the whole run; a probe, for microseconds
+
 
 class Claim:
     """A held claim; :meth:`release` (or garbage collection of the process) lets it go."""
@@ -46,11 +48,15 @@ def try_claim(path: Path) -> Claim | None:
     holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a+")  # noqa: SIM115 - kept open for the claim's lifetime
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
+    for attempt in range(PROBE_RETRIES + 1):
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt == PROBE_RETRIES:
+                handle.close()
+                return None
+            time.sleep(0.05)  # a reader's probe (claim_owner) holds it for microseconds
     owner = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
     _write_owner(handle, owner)
     return Claim(path, handle, owner)
@@ -66,10 +72,22 @@ def _write_owner(handle, owner: dict[str, Any]) -> None:
 def claim_owner(path: Path) -> dict | None:
     """Who holds the claim at ``path`` and what they noted (None when nobody holds it; ``{}``
     when the holder is caught rewriting the file)."""
-    claim = try_claim(path)
-    if claim is not None:
-        claim.release()
+    try:
+        handle = open(path)  # noqa: SIM115 - closed below
+    except FileNotFoundError:
         return None
+    with handle:
+        try:  # a probe, not a claim: it must not rewrite the last holder's notes
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return claim_notes(path)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def claim_notes(path: Path) -> dict[str, Any]:
+    """What the last holder of ``path`` noted, held or not (``{}`` when unreadable): a killed
+    worker's file still says which run it trained and how far it got."""
     try:
         owner = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):

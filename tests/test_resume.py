@@ -133,6 +133,25 @@ def test_status_shows_a_run_in_flight_then_paused_then_nothing(tmp_path, monkeyp
     assert unfinished_runs(tmp_path) == []
 
 
+def test_status_names_a_killed_run_and_how_far_it_got(tmp_path, monkeypatch):
+    from benchmark.runner import run_state
+    from benchmark.status import unfinished_runs
+
+    with monkeypatch.context() as patch:
+        kill_after(patch, "recommender", epoch=1)
+        with pytest.raises(Killed):
+            run_batch(["sasrec"], results_dir=tmp_path, overrides=LONG, **SMOKE)
+    (row,) = unfinished_runs(tmp_path)
+    assert row["state"] == "interrupted" and row["model"] == "sasrec" and row["seed"] == 0
+    assert row["epochs"] == 2 and "re-run" in row["worker"]  # epochs 0 and 1 checkpointed
+    (spec,) = runner.plan_runs(["sasrec"], ["ml-tiny"], profile="smoke", seeds=[0],
+                               overrides=LONG, protocol=runner.Protocol())  # fmt: skip
+    assert run_state(tmp_path, spec) == "pending"  # probing must not rewrite the notes
+    assert unfinished_runs(tmp_path)[0]["epochs"] == 2
+    assert run_batch(["sasrec"], results_dir=tmp_path, overrides=LONG, **SMOKE)[0].status == "ok"
+    assert unfinished_runs(tmp_path) == []
+
+
 def test_cold_and_warm_cache_give_the_same_record(tmp_path, monkeypatch):
     monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))
     cold = run_batch(["tiger"], results_dir=tmp_path / "r", **SMOKE)[0]
