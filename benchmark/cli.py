@@ -193,6 +193,18 @@ def _grid_args(parser: argparse.ArgumentParser, models_required: bool = True) ->
     parser.add_argument(
         "--label", default=None, help="leaderboard name for this variant (default: the model name)"
     )
+    parser.add_argument(
+        "--tuned",
+        action="store_true",
+        help="start from <results-dir>/tuned/<dataset>/<model>.yaml (see `tune`)",
+    )
+    parser.add_argument(
+        "--save-models",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="save each trained model to DIR/<dataset>/<model>/<run_id>.pt",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,11 +223,6 @@ def build_parser() -> argparse.ArgumentParser:
     _grid_args(run)
     run.add_argument("--force", action="store_true", help="re-run completed runs from scratch")
     run.add_argument(
-        "--tuned",
-        action="store_true",
-        help="start from results/tuned/<dataset>/<model>.yaml (see `tune`)",
-    )
-    run.add_argument(
         "--quiet", action="store_true", help="no progress bars or epoch lines; one line per run"
     )
     run.add_argument(
@@ -223,13 +230,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         help="torch CPU threads (default: the idle cores, cores minus the load average)",
-    )
-    run.add_argument(
-        "--save-models",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="save each trained model to DIR/<dataset>/<model>/<run_id>.pt",
     )
 
     launch = sub.add_parser(
@@ -407,6 +407,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _tuned_loader(results_dir: Path):
+    """``--tuned``: each (model, dataset)'s searched config, read from ``results_dir``."""
+    from benchmark.tuning import load_tuned
+
+    return lambda model, dataset: load_tuned(results_dir, model, dataset)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
@@ -415,11 +422,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.runner import run_batch
 
     _set_threads(args.threads)
-    tuned = None
-    if args.tuned:
-        from benchmark.tuning import load_tuned
-
-        tuned = lambda model, dataset: load_tuned(args.results_dir, model, dataset)  # noqa: E731
     outcomes = run_batch(
         _names(args.models, "--models", "model"),
         _names(args.dataset, "--dataset", "dataset"),
@@ -431,7 +433,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         protocol=Protocol(max_history=args.max_history, ks=args.ks, selection=args.select),
         quiet=args.quiet,
-        tuned=tuned,
+        tuned=_tuned_loader(args.results_dir) if args.tuned else None,
         budget_minutes=args.time_budget,
         label=args.label,
         save_models=args.save_models,
@@ -669,6 +671,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
         results_dir=args.results_dir,
         data_dir=args.data_dir or _default_data_dir(),
         stop_after_minutes=args.stop_after,
+        tuned=args.tuned,
+        save_models=args.save_models,
     )
     counts, states = grid_status(grid)
     summary = ", ".join(

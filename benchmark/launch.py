@@ -47,6 +47,15 @@ class Grid:
     results_dir: Path = Path("results")
     data_dir: Path | None = None
     stop_after_minutes: float | None = None
+    tuned: bool = False  # start from <results_dir>/tuned/<dataset>/<model>.yaml
+    save_models: Path | None = None
+
+    def tuned_loader(self):
+        if not self.tuned:
+            return None
+        from benchmark.tuning import load_tuned
+
+        return lambda model, dataset: load_tuned(self.results_dir, model, dataset)
 
     def protocol(self):
         from benchmark.data import Protocol
@@ -65,6 +74,7 @@ class Grid:
             protocol=self.protocol(),
             budget_minutes=self.budget_minutes,
             label=self.label,
+            tuned=self.tuned_loader(),
         )
 
 
@@ -111,6 +121,8 @@ def run_job(grid: Grid, runs: list[tuple[str, str, int]], threads: int) -> dict[
             budget_minutes=grid.budget_minutes,
             label=grid.label,
             stop_after_minutes=grid.stop_after_minutes,
+            tuned=grid.tuned_loader(),
+            save_models=grid.save_models,
         )
         counts.update(o.status for o in outcomes)
     return dict(counts)

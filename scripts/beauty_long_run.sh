@@ -6,7 +6,7 @@
 #   accumulation steps), warmup 1% of the steps (ceil(0.01 x 200 x 129) = 258), cosine decay over
 #   their 200 epochs, early stopping with patience 20 (theirs on the validation loss, ours on
 #   validation NDCG@10).
-# One epoch takes 17 minutes at one thread alone on this project's 2-core CPU machine and 37-55
+# One epoch takes 17 minutes at one thread alone on this project's 2-core CPU machine and 32-55
 # minutes of wall time beside other one-thread jobs (the record's `seconds`), so the run spans
 # many invocations: each one pauses after the epoch that passes STOP_AFTER minutes (default 170)
 # and writes a `paused` record holding the curve so far; the same command continues from the

@@ -7,6 +7,8 @@ markers).
 python -m benchmark leaderboard && python scripts/readme_leaderboard.py
 """
 
+import argparse
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +67,8 @@ def with_fidelity_tables(readme: str) -> str:
     return replace_between(readme, FIDELITY, "\n\n".join(rest))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__).parse_args(argv or [])  # --help; no stray flag
     board = (ROOT / "results" / "leaderboard.md").read_text()
     readme = (ROOT / "README.md").read_text()
     readme = replace_between(readme, (START, END), main_tables(board))
@@ -77,4 +80,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

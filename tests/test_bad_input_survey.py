@@ -1,5 +1,5 @@
-"""Every case of ``scripts/bad_inputs.py`` (145 bad inputs: flags, config values, data files,
-records, tuning storage) gets one clear ``error:`` line, exit status 2, and writes no record."""
+"""Every case of ``scripts/bad_inputs.py`` (flags, config values, data files, records, tuning
+storage) gets one clear ``error:`` line, exit status 2, and writes no record."""
 
 import pytest
 

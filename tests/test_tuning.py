@@ -42,7 +42,7 @@ def small_space(monkeypatch):
     monkeypatch.setattr(SASRec, "SEARCH_SPACE", SMALL_SPACE)
 
 
-def test_resume_counts_earlier_trials_and_run_tuned_uses_the_yaml(tmp_path, small_space):
+def test_resume_counts_earlier_trials_and_run_tuned_uses_the_yaml(tmp_path, small_space, capsys):
     first = tuning.tune("sasrec", "ml-tiny", trials=2, results_dir=tmp_path, **TINY)
     assert first.counts == {"complete": 2}
     second = tuning.tune("sasrec", "ml-tiny", trials=3, results_dir=tmp_path, **TINY)
@@ -79,6 +79,14 @@ def test_resume_counts_earlier_trials_and_run_tuned_uses_the_yaml(tmp_path, smal
     (record_path,) = (tmp_path / "runs" / "ml-tiny" / "sasrec").glob("*.json")
     config = json.loads(record_path.read_text())["model"]["config"]
     assert {key: config[key] for key in tuned} == tuned
+
+    # `launch --tuned` expands the same runs (a tuned grid on a cluster), plain `launch` others.
+    status = ["launch", "--models", "sasrec", *CLI_TINY, "--results-dir", str(tmp_path), "--status"]
+    capsys.readouterr()
+    assert main([*status, "--tuned"]) == 0
+    assert "1 runs: 1 done" in capsys.readouterr().out
+    assert main(status) == 0
+    assert "1 runs: 0 done, 0 running, 0 paused, 0 failed, 1 pending" in capsys.readouterr().out
 
 
 def test_two_workers_add_trials_to_one_study(tmp_path):
