@@ -405,6 +405,10 @@ def main(argv: list[str] | None = None) -> int:
     except (BenchmarkError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `status | head`: the reader left; say nothing more (Python docs'
+        devnull = os.open(os.devnull, os.O_WRONLY)  # recipe: stdout's flush at exit would fail)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 def _tuned_loader(results_dir: Path):

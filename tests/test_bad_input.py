@@ -221,3 +221,22 @@ def test_ids_of_another_catalogue_are_reported(tmp_path, caplog):
     codes = load_external_ids(path, 3, ["[PAD]", "1", "2", "3"])
     assert codes.tolist() == [[1, 1], [1, 2], [1, 3]]
     assert "2 of its 5 items are not in this dataset" in caplog.text
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`python -m benchmark ls | head -1`: the pipe closes before the listing ends."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmark", "ls"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # before anything is read: every write meets a closed pipe
+    _, err = proc.communicate(timeout=120)
+    assert b"Traceback" not in err, err.decode()
+    assert proc.returncode in (0, 1)
