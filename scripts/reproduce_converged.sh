@@ -5,7 +5,8 @@
 # then ml-100k. Two workers run side by side, one thread each; a worker runs its models in
 # order, most informative first. Completed runs are skipped and an interrupted run continues
 # from its last finished epoch, so the same command resumes the grid after a kill or a pause
-# (STOP_AFTER minutes per invocation, e.g. STOP_AFTER=170 to fit a 3-hour session).
+# (STOP_AFTER minutes for the whole script, e.g. STOP_AFTER=170 to fit a 3-hour session: each
+# run pauses after the epoch that passes it, and no run starts after it).
 #
 # Usage: GENREC_DATA_DIR=../shared/data bash scripts/reproduce_converged.sh
 # Environment: DATASETS (default "office ml-100k"), SEEDS (default "0 1 2"), STOP_AFTER,
@@ -20,12 +21,21 @@ WORKER_A=${WORKER_A-sasrec,letter,gru4rec,letter+soda,unigrec,unigrec+soda}
 WORKER_B=${WORKER_B-pop,tiger,narm,tiger+soda,diger,diger+soda}
 mkdir -p results/logs
 
+start=$(date +%s)
+# the minutes left of STOP_AFTER, counted from the script's start (not each invocation's)
+minutes_left() { echo $(( STOP_AFTER - ($(date +%s) - start) / 60 )); }
+
 worker() {
     local models=$1 name=$2 status=0
-    local flags=(--profile quick --threads 1 --quiet)
-    if [[ -n "${STOP_AFTER:-}" ]]; then flags+=(--stop-after "$STOP_AFTER"); fi
     for dataset in $DATASETS; do
         for seed in $SEEDS; do
+            local flags=(--profile quick --threads 1 --quiet)
+            if [[ -n "${STOP_AFTER:-}" ]]; then
+                local left
+                left=$(minutes_left)
+                if (( left <= 0 )); then return $status; fi
+                flags+=(--stop-after "$left")
+            fi
             python -m benchmark run --models "$models" --dataset "$dataset" --seeds "$seed" \
                 "${flags[@]}" >> "results/logs/converged.$name.log" 2>&1 || status=$?
         done
@@ -33,7 +43,6 @@ worker() {
     return $status
 }
 
-start=$(date +%s)
 # an empty WORKER_B runs one worker (leaves the other core to another job)
 status=0
 worker "$WORKER_A" a & a=$!
