@@ -401,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     configure(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
     git_commit()  # the code version is the one loaded now, not HEAD when a later run starts
     try:
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a pipe's buffered output meets a closed reader here, not at exit
+        return status
     except (BenchmarkError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -704,10 +704,12 @@ def run_state(results_dir: Path, spec: RunSpec) -> str:
 def _run_one(spec, cls, config, data, stats, protocol, results_dir, *args, **kwargs) -> RunOutcome:
     """Claim the run, so that workers sharing ``results_dir`` train it once; a run claimed by
     a live worker is left to it (status ``claimed``)."""
-    claim = try_claim(claim_path(results_dir, spec).with_suffix(".lock"))
+    lock = claim_path(results_dir, spec).with_suffix(".lock")
+    claim, owner = try_claim(lock), None
+    while claim is None and (owner := claim_owner(lock)) is None:
+        claim = try_claim(lock)  # held only by a reader's probe that outlasted the retries
     if claim is None:
         path = record_path(results_dir, spec.dataset, spec.model, spec.run_id)
-        owner = claim_owner(claim_path(results_dir, spec).with_suffix(".lock")) or {}
         logger.log(
             SUMMARY,
             f"  {spec.model} on {spec.dataset} seed {spec.seed}: being trained by "
@@ -799,8 +801,8 @@ def _run_claimed(
         record.status = "ok"
         if not result["diagnostics"]["stopped_by_budget"]:
             checkpoints.clear()  # converged: nothing left to continue
-    except KeyboardInterrupt:
-        raise
+    except (KeyboardInterrupt, BrokenPipeError):
+        raise  # stopped from outside (or its reader left): as a kill, resumable, no record
     except RunPaused as paused:
         # not a result: the leaderboard skips it, and re-running continues from the checkpoint
         record.status, record.error = "paused", str(paused)

@@ -44,17 +44,22 @@ def unfinished_runs(results_dir: Path) -> list[dict[str, Any]]:
             _row("training", dataset, model, owner.get("seed", "?"), lock.stem, owner,
                  f"{owner.get('host', '?')} pid {owner.get('pid', '?')} since {_since(owner)}")
         )  # fmt: skip
-    records: dict[tuple[str, str, str], RunRecord] = {}
+    records: dict[tuple[str, str, str], tuple[RunRecord, float]] = {}
     for path in sorted((results_dir / "runs").rglob("*.json")):
         try:
             record = RunRecord.load(path)
         except RecordError:
             continue  # `leaderboard` names unreadable records
-        records[(record.spec["dataset"], record.spec["model"], record.run_id)] = record
+        key = (record.spec["dataset"], record.spec["model"], record.run_id)
+        records[key] = record, path.stat().st_mtime
     for key in sorted(set(left) | set(records)):
-        record, notes = records.get(key), left.get(key, {})
-        if key in in_flight or (record is not None and record.status != "paused"):
-            continue  # training, finished or failed
+        (record, written), notes = records.get(key, (None, 0.0)), left.get(key, {})
+        if key in in_flight:
+            continue
+        if record is not None and record.status != "paused":
+            if not _claimed_after(notes, written):
+                continue  # finished or failed (and not started again since)
+            record = None  # re-run (--force, or after a failure) and killed
         paused = None
         if record is not None:
             selection = record.protocol.get("selection", "ndcg@10")
@@ -66,6 +71,13 @@ def unfinished_runs(results_dir: Path) -> list[dict[str, Any]]:
             died = f"re-run to resume (worker pid {notes.get('pid', '?')} died)"
             rows.append(_row("interrupted", *key[:2], seed, key[2], notes, died))
     return rows
+
+
+def _claimed_after(notes: dict[str, Any], written: float) -> bool:
+    """Whether a worker claimed the run again after its record was written (the file's mtime:
+    the record's own times keep whole seconds, a smoke run takes less)."""
+    since = notes.get("since")
+    return isinstance(since, (int, float)) and since > written
 
 
 def _since(owner: dict[str, Any]) -> str:

@@ -42,7 +42,7 @@ def load_ok(results_dir: Path) -> list[RunRecord]:
         except RecordError as exc:
             print(f"skipped {path}: {exc}", file=sys.stderr)
             continue
-        if record.status == "ok":
+        if record.status == "ok" and record.curve:  # (pop trains no epochs: nothing to check)
             out.append(record)
     return out
 
@@ -86,7 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grid", type=Path, default=Path("results"), help="results of the grid")
     p.add_argument("--markdown", type=Path, help="also write the table here")
     args = p.parse_args(argv)
-    grid = {stripped(r): r for r in load_ok(args.grid)}
+    grid: dict[tuple[str, ...], RunRecord] = {}
+    for record in load_ok(args.grid):
+        twin = grid.setdefault(stripped(record), record)
+        if twin is not record:  # two stopping rules of one run: which one was checked?
+            p.error(
+                f"{args.grid} holds {twin.run_id} and {record.run_id}, the same run under two "
+                "stopping rules; point --grid at a folder with one of them"
+            )
     rows, unmatched = [], []
     for check in load_ok(args.check):
         twin = grid.get(stripped(check))

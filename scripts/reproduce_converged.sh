@@ -21,6 +21,10 @@ WORKER_A=${WORKER_A-sasrec,letter,gru4rec,letter+soda,unigrec,unigrec+soda}
 WORKER_B=${WORKER_B-pop,tiger,narm,tiger+soda,diger,diger+soda}
 mkdir -p results/logs
 
+if [[ -n "${STOP_AFTER:-}" && ! "$STOP_AFTER" =~ ^[1-9][0-9]*$ ]]; then
+    echo "STOP_AFTER=$STOP_AFTER: give whole minutes, e.g. STOP_AFTER=170" >&2
+    exit 2
+fi
 start=$(date +%s)
 # the minutes left of STOP_AFTER, counted from the script's start (not each invocation's)
 minutes_left() { echo $(( STOP_AFTER - ($(date +%s) - start) / 60 )); }

@@ -152,6 +152,21 @@ def test_status_names_a_killed_run_and_how_far_it_got(tmp_path, monkeypatch):
     assert unfinished_runs(tmp_path) == []
 
 
+def test_status_names_a_run_killed_after_an_earlier_failure(tmp_path, monkeypatch):
+    from benchmark.status import unfinished_runs
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runner.HarnessContext, "validate", lambda *a, **k: 1 / 0)
+        failed = run_batch(["sasrec"], results_dir=tmp_path, overrides=LONG, **SMOKE)[0]
+    assert failed.status == "failed" and unfinished_runs(tmp_path) == []  # a failure is no pause
+    with monkeypatch.context() as patch:
+        kill_after(patch, "recommender", epoch=0)
+        with pytest.raises(Killed):
+            run_batch(["sasrec"], results_dir=tmp_path, overrides=LONG, **SMOKE)
+    (row,) = unfinished_runs(tmp_path)  # the failed record is older than the new claim
+    assert row["state"] == "interrupted" and row["epochs"] == 1
+
+
 def test_cold_and_warm_cache_give_the_same_record(tmp_path, monkeypatch):
     monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))
     cold = run_batch(["tiger"], results_dir=tmp_path / "r", **SMOKE)[0]
