@@ -19,8 +19,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-PROBE_RETRIES = 3  # a live worker holds its claim for the whole run; a probe, for microseconds
-
 
 class Claim:
     """A held claim; :meth:`release` (or garbage collection of the process) lets it go."""
@@ -48,15 +46,17 @@ def try_claim(path: Path) -> Claim | None:
     holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a+")  # noqa: SIM115 - kept open for the claim's lifetime
-    for attempt in range(PROBE_RETRIES + 1):
+    while True:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
-            if attempt == PROBE_RETRIES:
-                handle.close()
-                return None
-            time.sleep(0.05)  # a reader's probe (claim_owner) holds it for microseconds
+            pass
+        try:  # readers' probes (claim_owner) share the lock for microseconds; a holder does not
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
     owner = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
     _write_owner(handle, owner)
     return Claim(path, handle, owner)

@@ -413,11 +413,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _tuned_loader(results_dir: Path):
-    """``--tuned``: each (model, dataset)'s searched config, read from ``results_dir``."""
-    from benchmark.tuning import load_tuned
+def _tuned(args: argparse.Namespace):
+    """``--tuned``'s loader (optuna is imported only when it is asked for)."""
+    if not args.tuned:
+        return None
+    from benchmark.tuning import tuned_loader
 
-    return lambda model, dataset: load_tuned(results_dir, model, dataset)
+    return tuned_loader(args.results_dir)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -439,7 +441,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         protocol=Protocol(max_history=args.max_history, ks=args.ks, selection=args.select),
         quiet=args.quiet,
-        tuned=_tuned_loader(args.results_dir) if args.tuned else None,
+        tuned=_tuned(args),
         budget_minutes=args.time_budget,
         label=args.label,
         save_models=args.save_models,

@@ -51,11 +51,9 @@ class Grid:
     save_models: Path | None = None
 
     def tuned_loader(self):
-        if not self.tuned:
-            return None
-        from benchmark.tuning import load_tuned
+        from benchmark.tuning import tuned_loader
 
-        return lambda model, dataset: load_tuned(self.results_dir, model, dataset)
+        return tuned_loader(self.results_dir) if self.tuned else None
 
     def protocol(self):
         from benchmark.data import Protocol

@@ -233,6 +233,8 @@ class Table:
 
     @functools.cached_property
     def comparisons(self) -> pd.DataFrame:
+        """Each method against what it builds on (:mod:`benchmark.comparisons`), on Recall and
+        NDCG at the selection metric's K; tested once per table for every view."""
         k = self.selection.split("@")[1]
         return compare_with_bases(self.runs, [f"recall@{k}", f"ndcg@{k}"])
 
@@ -653,12 +655,6 @@ def sid_cells(summary: pd.DataFrame, style: Style) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def base_comparisons(table: Table) -> pd.DataFrame:
-    """Each method against what it builds on (:mod:`benchmark.comparisons`), on the table's
-    Recall and NDCG at the selection metric's K; tested once per table for every view."""
-    return table.comparisons
-
-
 def comparison_cells(comparisons: pd.DataFrame, style: Style, alpha: float) -> pd.DataFrame:
     rows = []
     order = {metric: i for i, metric in enumerate(dict.fromkeys(comparisons["metric"]))}
@@ -770,7 +766,7 @@ def _markdown_table(table: Table, summary: pd.DataFrame, alpha: float) -> list[s
     lines += [""] + [f"- {note}" for note in _footnotes(table, MARKDOWN, alpha)]
     if not table.failed.empty:
         lines += ["", "Failed runs:", "", *_failed_lines(table.failed, MARKDOWN.escape)]
-    comparisons = base_comparisons(table)
+    comparisons = table.comparisons
     if not comparisons.empty:
         lines += ["", f"#### Against what each method builds on ({table.slug})", ""]
         lines += [_markdown(comparison_cells(comparisons, MARKDOWN, alpha)), ""]
@@ -835,7 +831,7 @@ def render_headline(board: Leaderboard, summaries: list[pd.DataFrame], alpha: fl
             "",
         ]
         lines.append(_markdown(headline_cells(table, summary, MARKDOWN)))
-        comparisons = base_comparisons(table)
+        comparisons = table.comparisons
         if not comparisons.empty:
             lines += ["", _markdown(headline_comparison_cells(comparisons, MARKDOWN, alpha))]
         lines += [
@@ -946,7 +942,7 @@ def write_leaderboard(
     headline = out_dir / "headline.md"
     write_text_atomic(headline, render_headline(board, summaries))
     comparisons = out_dir / "comparisons.csv"
-    frames = [base_comparisons(t).assign(table=t.slug) for t in board.tables if len(t.runs)]
+    frames = [t.comparisons.assign(table=t.slug) for t in board.tables if len(t.runs)]
     frame = pd.concat(frames) if frames else pd.DataFrame(columns=["table"])
     columns = ["table", *(c for c in frame.columns if c != "table")]
     write_text_atomic(comparisons, frame[columns].to_csv(index=False))

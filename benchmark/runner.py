@@ -705,11 +705,10 @@ def _run_one(spec, cls, config, data, stats, protocol, results_dir, *args, **kwa
     """Claim the run, so that workers sharing ``results_dir`` train it once; a run claimed by
     a live worker is left to it (status ``claimed``)."""
     lock = claim_path(results_dir, spec).with_suffix(".lock")
-    claim, owner = try_claim(lock), None
-    while claim is None and (owner := claim_owner(lock)) is None:
-        claim = try_claim(lock)  # held only by a reader's probe that outlasted the retries
+    claim = try_claim(lock)
     if claim is None:
         path = record_path(results_dir, spec.dataset, spec.model, spec.run_id)
+        owner = claim_owner(lock) or {}
         logger.log(
             SUMMARY,
             f"  {spec.model} on {spec.dataset} seed {spec.seed}: being trained by "

@@ -30,7 +30,6 @@ from benchmark.leaderboard import (
     Leaderboard,
     Style,
     Table,
-    base_comparisons,
     comparison_cells,
     comparison_legend,
 )
@@ -157,7 +156,7 @@ def _sid_html(summary: pd.DataFrame) -> str:
 
 def _comparisons_html(table: Table) -> str:
     """Each method against what it builds on (the Markdown's "Against what ..." table)."""
-    comparisons = base_comparisons(table)
+    comparisons = table.comparisons
     if comparisons.empty:
         return ""
     style = Style("<strong>{}</strong>", "<u>{}</u>", " ± ", "†", "α", "—", html.escape)

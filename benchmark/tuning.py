@@ -17,6 +17,7 @@ which ``run --tuned`` reads through :func:`load_tuned`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -305,6 +306,11 @@ def tuned_path(results_dir: Path, model: str, dataset: str) -> Path:
         / check_name(dataset, "dataset")
         / f"{check_name(model, 'model')}.yaml"
     )
+
+
+def tuned_loader(results_dir: Path) -> Callable[[str, str], dict[str, Any]]:
+    """``--tuned`` (``run`` and ``launch``): each (model, dataset)'s searched config."""
+    return functools.partial(load_tuned, results_dir)
 
 
 def load_tuned(results_dir: Path, model: str, dataset: str) -> dict[str, Any]:
