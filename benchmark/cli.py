@@ -451,6 +451,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for out in outcomes:
         rec = out.record or {}
         test, diag = rec.get("test") or {}, rec.get("diagnostics") or {}
+        if out.note:  # a record of other data: its numbers are not this run's
+            test, diag, rec = {}, {}, {"error": out.note}
         rows.append(
             [
                 out.spec.dataset,
@@ -497,7 +499,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             sep="\n",
             file=sys.stderr,
         )
-    return 1 if failed else 0
+    other = [o for o in outcomes if o.status == "other data"]
+    if other:
+        print(
+            f"{len(other)} run(s) not run: their records were made from other data, and are "
+            "kept; give the new data its own --results-dir, or add --force to replace them:",
+            *(f"  {o.path}" for o in other),
+            sep="\n",
+            file=sys.stderr,
+        )
+    return 1 if failed or other else 0
 
 
 def cmd_tune(args: argparse.Namespace) -> int:

@@ -47,6 +47,9 @@ class RunRecord:
     protocol: dict[str, Any]
     seed: int
     environment: dict[str, Any]  # git commit, library versions, machine, device, threads
+    # fingerprints of the files the run read besides its spec (Model.input_fingerprints):
+    # a record made from other data is never taken for this run's result
+    inputs: dict[str, str] | None = None
     started_at: str | None = None
     finished_at: str | None = None
     error: str | None = None
@@ -242,6 +245,10 @@ def _problems(raw: dict[str, Any]) -> list[str]:
     if c.field("protocol.ks", protocol, "ks", LIST) is not None:
         c.items("protocol.ks", protocol["ks"], POSITIVE)
     c.field("protocol.selection", protocol, "selection", METRIC)
+
+    inputs = c.field("inputs", raw, "inputs", OBJECT, null=True)
+    for key in inputs or {}:
+        c.field(f"inputs.{key}", inputs, key, NAME)
 
     c.field("seed", raw, "seed", INT)
     c.field("environment", raw, "environment", OBJECT)

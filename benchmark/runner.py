@@ -160,6 +160,24 @@ class RunSpec:
         return key_hash(spec)[:12]
 
 
+def changed_inputs(made_from: dict[str, str], now: dict[str, str]) -> list[str]:
+    """The inputs whose fingerprints differ between a saved result or checkpoint and this run,
+    as ``name was -> now``; an input either side does not name (older records) is not compared."""
+    return [
+        f"{name} {made_from[name]} -> {value}"
+        for name, value in now.items()
+        if name in made_from and made_from[name] != value
+    ]
+
+
+def record_inputs(record: dict[str, Any]) -> dict[str, str]:
+    """What a record was made from; records written before ``inputs`` name the interactions."""
+    if record.get("inputs"):
+        return record["inputs"]
+    fingerprint = (record.get("dataset") or {}).get("fingerprint")
+    return {"interactions": fingerprint} if fingerprint else {}
+
+
 def progress_of(curve: list[dict[str, Any]], selection: str, stage: str) -> dict[str, Any]:
     """How far a run got, from its validation curve: what ``status`` shows for a run in
     flight (from its claim) or paused (from its record)."""
@@ -209,6 +227,7 @@ class HarnessContext:
     checkpoints: RunCheckpoints | None = None  # None: no epoch checkpoints (teacher, tests)
     stop_at: float | None = None  # time.monotonic() after which the run pauses (--stop-after)
     on_progress: Callable[..., None] | None = None  # after every epoch (the claim's notes)
+    inputs: dict[str, str] | None = None  # Model.input_fingerprints: checkpoints carry them
 
     def __post_init__(self) -> None:
         self._clock_start = time.monotonic()
@@ -245,9 +264,16 @@ class HarnessContext:
             return None
         saved = self.checkpoints.load(stage)
         for warning in self.checkpoints.warnings:
-            self.log(f"  warning: {warning}")
+            logger.warning(warning)
         self.checkpoints.warnings.clear()
         if saved is None:
+            return None
+        changed = changed_inputs(saved.get("inputs") or {}, self.inputs or {})
+        if changed:  # the data changed under a paused run: its epochs are not this run's
+            logger.warning(
+                f"ignored checkpoint of {stage} made from other inputs ({'; '.join(changed)}); "
+                "the stage starts over"
+            )
             return None
         self.curve[:] = saved.pop("curve")
         self._clock_offset, self._clock_start = saved.pop("elapsed"), time.monotonic()
@@ -266,6 +292,8 @@ class HarnessContext:
         if self.checkpoints is None:
             return
         extra = {"curve": self.curve, "elapsed": self.elapsed(), "commits": self.commits}
+        if self.inputs is not None:
+            extra["inputs"] = self.inputs
         self.checkpoints.save(stage, {**state, **extra})
         if not final and self.stop_at is not None and time.monotonic() > self.stop_at:
             raise RunPaused(
@@ -413,6 +441,7 @@ def execute_run(
         checkpoints=checkpoints,
         stop_at=stop_at,
         on_progress=on_progress,
+        inputs=model_cls.input_fingerprints(config, data),
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -481,9 +510,12 @@ def save_checkpoint(model: Model, spec: RunSpec, path: Path) -> None:
 @dataclass
 class RunOutcome:
     spec: RunSpec
-    status: str  # ok | failed | paused | skipped (done before) | claimed (another worker's)
+    # ok | failed | paused | skipped (done before) | claimed (another worker's) | other data
+    # (a finished record made from other inputs: neither reused nor overwritten)
+    status: str
     record: dict[str, Any] | None
     path: Path
+    note: str | None = None  # why, for "other data"
 
 
 def run_batch(
@@ -756,6 +788,15 @@ def _run_claimed(
     checkpoints = RunCheckpoints(cache_root() / "checkpoints", spec.checkpoint_key)
     if force:
         checkpoints.clear()
+    inputs = cls.input_fingerprints(config, data)
+    changed = changed_inputs(record_inputs(existing or {}), inputs)
+    if existing and existing.get("status") == "ok" and changed and not force:
+        note = (
+            f"{path} was trained on other inputs ({'; '.join(changed)}); not reused and not "
+            "overwritten: give the new data its own --results-dir, or add --force to replace it"
+        )
+        logger.log(SUMMARY, f"  {spec.model} on {spec.dataset} seed {spec.seed}: {note}")
+        return RunOutcome(spec, "other data", existing, path, note)
     if existing and existing.get("status") == "ok" and not force:
         if checkpoint is not None and not Path(existing.get("checkpoint", checkpoint)).exists():
             logger.warning(
@@ -772,6 +813,7 @@ def _run_claimed(
         protocol=protocol.to_dict(),
         seed=spec.seed,
         environment=environment(device),
+        inputs=inputs,
         started_at=now(),
     )
     logger.info(

@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import hashlib
+import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -203,6 +206,12 @@ class SequenceData:
     item_tokens: list[str] = field(default_factory=list)  # raw item token per id ("[PAD]" at 0)
     n_interactions: int = 0
 
+    @functools.cached_property
+    def text_fingerprint(self) -> str:
+        """Hash of the item texts, which ``fingerprint`` (the interactions) does not cover: what
+        keys artifacts built from text (embeddings, tokenizers) and guards runs that read it."""
+        return hashlib.sha1(json.dumps(self.item_text).encode()).hexdigest()[:16]
+
     def recent_training_rows(self, per_user: int) -> np.ndarray:
         """Indices of each user's ``per_user`` most recent training pairs (all when 0).
 
@@ -292,6 +301,17 @@ class Model(ABC):
     def __init__(self, config: ModelConfig):
         self.config = config
         self.diagnostics: dict[str, Any] = {}  # copied into the result record
+
+    @classmethod
+    def input_fingerprints(cls, config: ModelConfig, data: SequenceData) -> dict[str, str]:
+        """Fingerprints of the files a run reads besides its spec (the run id hashes the spec,
+        not the data): the interactions, the item texts where the model reads them; models
+        that read more extend it. A finished record or an epoch checkpoint made from other
+        inputs is not this run's (the runner refuses to reuse it)."""
+        out = {"interactions": data.fingerprint}
+        if cls.needs_text:
+            out["item_text"] = data.text_fingerprint
+        return out
 
     @abstractmethod
     def fit(self, data: SequenceData, ctx: FitContext) -> None: ...

@@ -16,6 +16,8 @@ the SODA plug-in), not only its codes.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -166,6 +168,20 @@ class GenerativeRecommender(NetModel):
         "batch_size": ("categorical", [128, 256, 512]),
     }
 
+    @classmethod
+    def input_fingerprints(cls, config: ModelConfig, data: SequenceData) -> dict[str, str]:
+        """Also the external ID file's IDs: its path is in the spec, its content is not."""
+        out = super().input_fingerprints(config, data)
+        sid_file = getattr(config, "sid_file", "")
+        if sid_file:
+            try:
+                ids = read_id_file(sid_file)
+            except ValueError as exc:
+                raise ConfigError(f"sid_file {exc}") from None
+            canonical = json.dumps(ids, sort_keys=True).encode()
+            out["sid_file"] = hashlib.sha1(canonical).hexdigest()[:16]
+        return out
+
     # ------------------------------------------------------------------ tokenizer
     def rqvae_config(self, input_dim: int) -> RQVAEConfig:
         c = self.config
@@ -190,6 +206,7 @@ class GenerativeRecommender(NetModel):
         return {
             "method": self.name,
             "fingerprint": data.fingerprint,
+            "item_text": data.text_fingerprint,  # the embeddings' texts (edited text: retrain)
             "encoder": c.encoder,
             "tokenizer": c.tokenizer,
             "levels": c.levels,

@@ -37,3 +37,20 @@ def test_exported_ids_read_back_identically(tmp_path, monkeypatch):
         quiet=True,
     )[0].record
     assert record["status"] == "ok", record.get("traceback")
+    assert set(record["inputs"]) == {"interactions", "item_text", "sid_file"}
+
+    # the same IDs written another way are the same input; other IDs at the same path are not
+    path.write_text(json.dumps(index, indent=2))
+    rerun = dict(
+        profile="smoke",
+        data_dir=FIXTURE_DIR,
+        results_dir=tmp_path,
+        overrides=["tokenizer=external", f"sid_file={path}"],
+        quiet=True,
+    )
+    assert run_batch(["tiger"], ["ml-tiny"], **rerun)[0].status == "skipped"
+    keys = list(index)
+    index[keys[0]], index[keys[1]] = index[keys[1]], index[keys[0]]
+    path.write_text(json.dumps(index))
+    other = run_batch(["tiger"], ["ml-tiny"], **rerun)[0]
+    assert other.status == "other data" and "sid_file" in other.note

@@ -65,6 +65,8 @@ BROKEN = {  # the audit's three, then their relatives
     "train_seconds": (_set("diagnostics.train_seconds", "10s"), "diagnostics.train_seconds"),
     "sid_levels": (_set("diagnostics.sid", {"levels": [3]}), "diagnostics.sid.levels[0]"),
     "parameters": (_set("model.parameters.inference", "1M"), "model.parameters.inference"),
+    "inputs_list": (_set("inputs", ["a1b2"]), "inputs must be a JSON object"),
+    "input_number": (_set("inputs", {"interactions": 7}), "inputs.interactions must be a non-"),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -174,6 +175,40 @@ def test_cold_and_warm_cache_give_the_same_record(tmp_path, monkeypatch):
     warm = run_batch(["tiger"], results_dir=tmp_path / "r", force=True, **SMOKE)[0]
     assert any("semantic-ids" in hit for hit in warm.record["diagnostics"]["cache_hits"])
     same_result(record(cold), record(warm))
+
+
+def test_records_and_checkpoints_of_other_data_are_never_reused(tmp_path, monkeypatch, capsys):
+    """The run id hashes the spec, not the files: a run whose data changed under it (here an
+    edited item title) neither resumes the old epochs, nor takes the old record for its
+    result, nor overwrites it; a model that does not read the text is not affected."""
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURE_DIR, data)
+    edited = {**SMOKE, "data_dir": data}
+    results = tmp_path / "r"
+    sasrec = run_batch(["sasrec"], results_dir=results, **edited)[0]
+    with monkeypatch.context() as patch:
+        kill_after(patch, "recommender", epoch=1)
+        with pytest.raises(Killed):
+            run_batch(["tiger"], results_dir=results, overrides=LONG, **edited)
+
+    item = data / "ml-tiny" / "ml-tiny.item"
+    item.write_text(item.read_text().replace("Toy Story", "Toy Story (edited)", 1))
+    capsys.readouterr()
+    tiger = run_batch(["tiger"], results_dir=results, overrides=LONG, **edited)[0]
+    assert tiger.status == "ok" and tiger.record["diagnostics"]["resumed_from"] == {}
+    assert "made from other inputs (item_text" in capsys.readouterr().err
+    assert not any("semantic-ids" in hit for hit in tiger.record["diagnostics"]["cache_hits"])
+    assert set(tiger.record["inputs"]) == {"interactions", "item_text"}
+    assert run_batch(["sasrec"], results_dir=results, **edited)[0].status == "skipped"
+
+    item.write_text(item.read_text().replace("GoldenEye", "GoldenEye (edited)", 1))
+    before = tiger.path.read_text()
+    again = run_batch(["tiger"], results_dir=results, overrides=LONG, **edited)[0]
+    assert again.status == "other data" and "item_text" in again.note
+    assert tiger.path.read_text() == before  # kept, not overwritten
+    forced = run_batch(["tiger"], results_dir=results, overrides=LONG, force=True, **edited)[0]
+    assert forced.status == "ok" and forced.record["inputs"] != tiger.record["inputs"]
+    assert sasrec.record["inputs"] == {"interactions": sasrec.record["dataset"]["fingerprint"]}
 
 
 def test_selection_metric_must_be_computable(tmp_path, capsys):
