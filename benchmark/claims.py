@@ -85,14 +85,47 @@ def claim_owner(path: Path) -> dict | None:
     return None
 
 
+# The notes' fields (try_claim's owner, the runner's run and progress_of's progress) and their
+# types: readers format them (``f"{best:.4f}"``) and compare them, so a damaged or hand-edited
+# file's field of another type is dropped, not a crash of ``status``.
+NOTE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "host": str,
+    "pid": int,
+    "since": (int, float),
+    "dataset": str,
+    "model": str,
+    "seed": int,
+    "run_id": str,
+    "stage": str,
+    "epochs": int,
+    "train_minutes": (int, float),
+    "last": (int, float),
+    "best": (int, float),
+    "best_at": int,
+    "updated": str,
+}
+
+
 def claim_notes(path: Path) -> dict[str, Any]:
     """What the last holder of ``path`` noted, held or not (``{}`` when unreadable): a killed
-    worker's file still says which run it trained and how far it got."""
+    worker's file still says which run it trained and how far it got. Known fields of the
+    wrong type (:data:`NOTE_TYPES`) are left out."""
     try:
         owner = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # JSONDecodeError, or bytes that are not UTF-8
         return {}
-    return owner if isinstance(owner, dict) else {}
+    return _typed_notes(owner) if isinstance(owner, dict) else {}
+
+
+def _typed_notes(notes: dict[str, Any]) -> dict[str, Any]:
+    """``notes`` without the known fields whose value has another type."""
+    return {k: v for k, v in notes.items() if k not in NOTE_TYPES or _fits(v, NOTE_TYPES[k])}
+
+
+def _fits(value: Any, kind: type | tuple[type, ...]) -> bool:
+    if isinstance(value, bool) or not isinstance(value, kind):  # a bool is no number
+        return False
+    return not isinstance(value, int) or abs(value) < 2**63  # formats as a float
 
 
 @contextmanager

@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -33,7 +34,7 @@ import pandas as pd
 import yaml
 
 from benchmark.errors import DataError
-from benchmark.paths import check_name, under
+from benchmark.paths import check_name, check_writable_folder, under
 from benchmark.registry import Registry
 
 CARDS_DIR = Path(__file__).resolve().parent.parent / "datasets"
@@ -202,12 +203,31 @@ def read_atomic(card: DatasetCard, data_dir: Path | None) -> tuple[pd.DataFrame,
     text: dict[str, str] = {}
     item_path = path.with_suffix(".item")
     if item_path.exists():
-        items = _read_atomic_table(item_path)
+        items = _item_table(item_path)
         # A user-brought folder has no card: use every item column as text.
         wanted = card.text_fields or [c for c in items.columns if c != "item_id"]
         fields = [f for f in wanted if f in items.columns]
         text = _join_text(items.set_index("item_id")[fields].to_dict("index"), fields)
     return inter, text
+
+
+def _item_table(path: Path) -> pd.DataFrame:
+    """An atomic ``.item`` file: an ``item_id`` column and one row per item (the text of an
+    item listed twice would be ambiguous)."""
+    items = _read_atomic_table(path)
+    if "item_id" not in items.columns:
+        raise DataError(
+            f"{path}: no 'item_id' column; the .item header needs item_id:token (the ids of "
+            f"the .inter file), then the text columns"
+        )
+    repeated = items["item_id"][items["item_id"].duplicated()]
+    if not repeated.empty:
+        first = repeated.iloc[0]
+        rows = int((items["item_id"] == first).sum())
+        others = repeated.nunique() - 1
+        more = f" (and {others} other id{'s' if others > 1 else ''})" if others else ""
+        raise DataError(f"item_id {first!r} has {rows} rows in {path}{more}; keep one row per item")
+    return items
 
 
 def _parse_json(path: Path) -> Any:
@@ -285,23 +305,58 @@ def _read_json_lines(path: Path) -> list[dict[str, Any]]:
 def read_amazon2014(
     card: DatasetCard, data_dir: Path | None
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    reviews = _read_json_lines(card.resolve("reviews", data_dir))
-    try:
-        inter = pd.DataFrame(
-            {
-                "user": [r["reviewerID"] for r in reviews],
-                "item": [r["asin"] for r in reviews],
-                "timestamp": [float(r["unixReviewTime"]) for r in reviews],
-            }
-        )
-    except KeyError as exc:
-        raise DataError(f"{card.files['reviews']}: a review has no {exc} field") from None
+    path = card.resolve("reviews", data_dir)
+    users, items, times = [], [], []
+    for line, review in enumerate(_read_json_lines(path), 1):  # one review per line
+        for key in REVIEW_FIELDS:
+            if key not in review:
+                raise DataError(
+                    f"no {key!r} field in {path}:{line}; every review needs "
+                    f"{', '.join(REVIEW_FIELDS)}"
+                )
+        users.append(_review_id(review, "reviewerID", path, line))
+        items.append(_review_id(review, "asin", path, line))
+        times.append(_review_time(review["unixReviewTime"], path, line))
+    inter = pd.DataFrame({"user": users, "item": items, "timestamp": times})
     meta = {}
     if "meta" in card.files:
-        for row in _read_json_lines(card.resolve("meta", data_dir)):
+        meta_path = card.resolve("meta", data_dir)
+        for line, row in enumerate(_read_json_lines(meta_path), 1):
             if "asin" in row:
-                meta[row["asin"]] = row
+                meta[_review_id(row, "asin", meta_path, line)] = row
     return inter, _join_text(meta, card.text_fields)
+
+
+REVIEW_FIELDS = ("reviewerID", "asin", "unixReviewTime")
+
+
+def _review_id(row: dict[str, Any], key: str, path: Path, line: int) -> str:
+    """A user or item id of a JSON line: a string or a whole number, as the files hold."""
+    value = row[key]
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise DataError(
+            f"{key} {_shown(value)} is not a string in {path}:{line}; give the id as text"
+        )
+    return str(value)
+
+
+def _review_time(value: Any, path: Path, line: int) -> float:
+    """``unixReviewTime`` as seconds; a null, a list or a word is a damaged line."""
+    try:
+        seconds = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise DataError(
+            f"unixReviewTime {_shown(value)} is not a number in {path}:{line}; give the "
+            f"review's time in seconds since 1970 (e.g. 1388534400) or drop the line"
+        )
+    return seconds
+
+
+def _shown(value: Any) -> str:
+    """A value of a JSON line as the file spells it (null, not None), cut short."""
+    return json.dumps(value, default=str)[:40]
 
 
 def _flatten(value: Any) -> str:
@@ -323,11 +378,18 @@ READERS = {"atomic": read_atomic, "json": read_json, "amazon2014": read_amazon20
 
 
 def check_dataset(name: str, data_dir: str | Path | None) -> DatasetCard:
-    """The card of ``name`` after checking that its files exist (cheap: nothing is read), so a
-    grid fails on a typo or a missing file before it trains anything. ``data_dir`` None:
-    ``$GENREC_DATA_DIR``."""
+    """The card of ``name`` after checking that its files exist and converting them
+    (:func:`materialize_atomic`; cached, so the runs then load that copy), so a grid fails on a
+    typo, a missing or a malformed file before it trains anything, not after its earlier
+    datasets trained. ``data_dir`` None: ``$GENREC_DATA_DIR``."""
+    from benchmark.data import cache_root  # benchmark.data imports this module
+
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    return require_files(find_card(name, data_dir), data_dir)
+    card = require_files(find_card(name, data_dir), data_dir)
+    cache = cache_root()
+    check_writable_folder(cache, "cache folder", "GENREC_CACHE_DIR")
+    materialize_atomic(card, data_dir, cache)
+    return card
 
 
 def require_files(card: DatasetCard, data_dir: Path | None) -> DatasetCard:
@@ -356,7 +418,14 @@ def materialize_atomic(card: DatasetCard, data_dir: Path | None, cache_dir: Path
     root = under(cache_dir, cache_dir / "atomic" / f"{card.name}-{stamp.hexdigest()[:12]}")
     if _verified(root, card.name):
         return root
-    inter, text = READERS[card.format](card, data_dir)
+    try:
+        inter, text = READERS[card.format](card, data_dir)
+    except (KeyError, TypeError, ValueError) as exc:  # damage the readers do not name yet
+        files = ", ".join(str(card.resolve(key, data_dir)) for key in card.files)
+        raise DataError(
+            f"dataset {card.name!r}: cannot read {files} ({type(exc).__name__}: {exc}); check "
+            f"them against the {card.format!r} format (benchmark/datasets.py's docstring)"
+        ) from exc
     if inter.empty:
         raise DataError(f"dataset {card.name!r} has no interactions")
     # Staged in a folder of this process's own, published with one rename: concurrent

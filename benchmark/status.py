@@ -84,7 +84,10 @@ def _since(owner: dict[str, Any]) -> str:
     since = owner.get("since")
     if not isinstance(since, (int, float)):
         return "?"
-    return datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    try:
+        return datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (OverflowError, ValueError, OSError):  # a damaged file's time beyond the calendar
+        return "?"
 
 
 def _row(state, dataset, model, seed, run_id, progress, worker) -> dict[str, Any]:

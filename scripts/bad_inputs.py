@@ -366,6 +366,14 @@ CASES: list[Case] = [
         atomic(HEADER + "\n" + ROWS + "\n", item=b"item_id:token\ttitle:token\n1\t\xe9\n"),
     ),
     (
+        "atomic: item file with a duplicate item_id",
+        atomic(HEADER + "\n" + ROWS + "\n", item="item_id:token\ttitle:token\n1\tx\n1\ty\n"),
+    ),
+    (
+        "atomic: item file without item_id",
+        atomic(HEADER + "\n" + ROWS + "\n", item="id:token\ttitle:token\n1\tx\n"),
+    ),
+    (
         "atomic: dataset name with a space and ..",
         atomic(HEADER + "\n" + ROWS + "\n", name="my data.."),
     ),
@@ -390,6 +398,18 @@ CASES: list[Case] = [
         "amazon: a review without asin",
         amazon(gzip.compress(b'{"reviewerID": "u", "unixReviewTime": 1}\n')),
     ),
+    (
+        "amazon: a review with a null time",
+        amazon(gzip.compress(b'{"reviewerID": "u", "asin": "a", "unixReviewTime": null}\n')),
+    ),
+    (
+        "amazon: a review with a word for a time",
+        amazon(gzip.compress(b'{"reviewerID": "u", "asin": "a", "unixReviewTime": "May"}\n')),
+    ),
+    (
+        "amazon: a review with a list for an id",
+        amazon(gzip.compress(b'{"reviewerID": ["u"], "asin": "a", "unixReviewTime": 1}\n')),
+    ),
     ("amazon: a line that is not an object", amazon(gzip.compress(b"[1, 2]\n"))),
     ("amazon: a garbage line", amazon(gzip.compress(b"}}}\n"))),
     ("amazon: not UTF-8 inside the gzip", amazon(gzip.compress(b'{"reviewerID": "\xff"}\n'))),
@@ -406,6 +426,7 @@ CASES: list[Case] = [
     ("leaderboard: only a record of another schema", records(b'{"schema_version": 99}')),
     # ---- found by a new user's audit (session 8)
     ("--dataset second unknown, first fine", run("--models", "pop", "--dataset", "ml-tiny,bauty")),
+    ("--dataset second malformed, first fine", lambda root: _second_malformed(root)),
     ("--set key of only one of the models", run("--models", "pop,tiger", "--set", "beam_size=5")),
     ("--ks at or above the item count", run("--models", "pop", "--ks", "10,100000")),
     ("--label for two models", run("--models", "pop,sasrec", "--label", "mine")),
@@ -458,6 +479,13 @@ def _folder_inter(root: Path) -> list[str]:
     folder = root / "data" / "mine"
     (folder / "mine.inter").mkdir(parents=True)
     return ["run", "--models", "pop", "--dataset", "mine", "--data-dir", str(root / "data")]
+
+
+def _second_malformed(root: Path) -> list[str]:
+    """ml-tiny, then a dataset whose item file lists an item twice: found before ml-tiny trains."""
+    shutil.copytree(TINY / "ml-tiny", root / "data" / "ml-tiny")
+    atomic(HEADER + "\n" + ROWS + "\n", item="item_id:token\ttitle:token\n1\tx\n1\ty\n")(root)
+    return ["run", "--models", "pop", "--dataset", "ml-tiny,mine", "--data-dir", str(root / "data")]
 
 
 def classify(argv: list[str], root: Path) -> tuple[str, int, str]:

@@ -243,3 +243,57 @@ def test_a_reader_that_leaves_early_gets_no_traceback():
     _, err = proc.communicate(timeout=120)
     assert b"Traceback" not in err and b"Exception ignored" not in err, err.decode()
     assert proc.returncode in (0, 1)
+
+
+INTERACTIONS = "user_id:token\titem_id:token\ttimestamp:float"
+
+
+def _with_items(tmp_path, item):
+    rows = [f"{u}\t{i}\t{i}" for u in range(1, 7) for i in range(u, u + 5)]
+    data = _atomic(tmp_path, INTERACTIONS, rows)
+    (data / "bad" / "bad.item").write_text(item)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("item", "needles"),
+    [
+        ("item_id:token\ttitle:token\n1\tx\n2\ty\n1\tz\n", ["item_id '1' has 2 rows", "bad.item"]),
+        ("id:token\ttitle:token\n1\tx\n", ["no 'item_id' column", "item_id:token"]),
+    ],
+)
+def test_a_malformed_item_file_is_named(tmp_path, capsys, item, needles):
+    data = _with_items(tmp_path, item)
+    code = run_cli(tmp_path, "--models", "pop", "--dataset", "bad", "--data-dir", str(data))
+    check(capsys, code, *needles)
+
+
+@pytest.mark.parametrize(
+    ("review", "needle"),
+    [
+        (b'{"reviewerID": "u", "asin": "a", "unixReviewTime": null}', "unixReviewTime null"),
+        (b'{"reviewerID": "u", "asin": "a", "unixReviewTime": "May"}', 'unixReviewTime "May"'),
+        (b'{"reviewerID": ["u"], "asin": "a", "unixReviewTime": 1}', 'reviewerID ["u"]'),
+        (b'{"reviewerID": "u", "unixReviewTime": 1}', "no 'asin' field"),
+    ],
+)
+def test_a_damaged_amazon_review_is_named_with_its_line(tmp_path, capsys, review, needle):
+    import gzip
+
+    folder = tmp_path / "data" / "amazon2014"
+    folder.mkdir(parents=True)
+    good = b'{"reviewerID": "u", "asin": "a", "unixReviewTime": 1}'
+    (folder / "reviews_Toys_and_Games_5.json.gz").write_bytes(gzip.compress(good + b"\n" + review))
+    (folder / "meta_Toys_and_Games.json.gz").write_bytes(gzip.compress(b'{"asin": "a"}\n'))
+    args = ("--models", "pop", "--dataset", "amazon-toys", "--data-dir", str(tmp_path / "data"))
+    check(capsys, run_cli(tmp_path, *args), needle, "reviews_Toys_and_Games_5.json.gz:2")
+
+
+def test_a_malformed_second_dataset_fails_before_the_first_trains(tmp_path, capsys):
+    import shutil
+
+    data = _with_items(tmp_path, "item_id:token\ttitle:token\n1\tx\n1\ty\n")
+    shutil.copytree(FIXTURE_DIR / "ml-tiny", data / "ml-tiny")
+    args = ("--models", "pop", "--dataset", "ml-tiny,bad", "--data-dir", str(data))
+    check(capsys, run_cli(tmp_path, *args), "item_id '1' has 2 rows")
+    assert not (tmp_path / "results" / "runs").exists()

@@ -54,3 +54,40 @@ def test_exported_ids_read_back_identically(tmp_path, monkeypatch):
     path.write_text(json.dumps(index))
     other = run_batch(["tiger"], ["ml-tiny"], **rerun)[0]
     assert other.status == "other data" and "sid_file" in other.note
+
+
+BAD_EXPORTS = [
+    (["--set", "foo"], ["--set expects key=value, got 'foo'"]),
+    (["--model", "tigre"], ["unknown model 'tigre'", "did you mean 'tiger'"]),
+    (["--model", "sasrec"], ["has no semantic IDs", "tiger"]),
+    (["--model", "diger"], ["re-derives the IDs every epoch", "exports letter"]),
+    (["--model", "unigrec+soda"], ["re-derives the IDs every epoch", "tiger+soda"]),
+    (["--set", "lr=fast"], ["'fast'"]),
+]
+
+
+def test_bad_input_is_one_error_line_and_exit_status_2(tmp_path, capsys):
+    from scripts.export_sids import main
+
+    out = tmp_path / "ids.json"
+    base = ["--dataset", "ml-tiny", "--data-dir", str(FIXTURE_DIR), "--profile", "smoke"]
+    for args, needles in BAD_EXPORTS:
+        assert main([*base, "--out", str(out), *args]) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+        for needle in needles:
+            assert needle.lower() in err.lower(), err
+    assert main([*base, "--out", str(tmp_path)]) == 2  # a folder: refused before any work
+    assert "is a folder" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_only_models_that_train_on_the_ids_they_build_are_exported():
+    from benchmark.runner import model_registry
+    from models.generative import JointTokenizerMixin
+    from scripts.export_sids import exportable
+
+    registry = model_registry()
+    exported = {name for name in registry.names() if exportable(registry.get(name))}
+    assert exported == {"tiger", "letter", "tiger+soda", "letter+soda"}
+    assert not any(issubclass(registry.get(name), JointTokenizerMixin) for name in exported)

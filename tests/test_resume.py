@@ -168,6 +168,37 @@ def test_status_names_a_run_killed_after_an_earlier_failure(tmp_path, monkeypatc
     assert row["state"] == "interrupted" and row["epochs"] == 1
 
 
+DAMAGED = {"best": "x", "last": [1], "best_at": "1", "epochs": "3", "seed": True,
+           "train_minutes": None, "pid": "7", "since": "yesterday"}  # fmt: skip
+
+
+def test_status_shows_what_it_can_of_a_damaged_claim_file(tmp_path, capsys):
+    from benchmark.status import unfinished_runs
+
+    lock = tmp_path / ".claims" / "ml-tiny" / "sasrec" / "abc.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"run_id": "abc", **DAMAGED, "best": 0.5, "best_at": 2}))
+    (row,) = unfinished_runs(tmp_path)
+    assert row["state"] == "interrupted" and row["best (epoch)"] == "0.5000 (2)"
+    lock.write_text(json.dumps({"run_id": "abc", **DAMAGED}))
+    (row,) = unfinished_runs(tmp_path)
+    assert row["state"] == "interrupted" and row["run"] == "abc"
+    assert (row["epochs"], row["best (epoch)"], row["last"], row["seed"]) == ("?", "-", "-", "?")
+    assert "pid ? died" in row["worker"]
+    assert main(["status", "--results-dir", str(tmp_path)]) == 0
+    assert "abc" in capsys.readouterr().out
+
+
+def test_status_of_a_paused_run_reads_past_damaged_notes(tmp_path):
+    from benchmark.status import unfinished_runs
+
+    paused = run_batch(["sasrec"], results_dir=tmp_path, stop_after_minutes=1e-9, **SMOKE)[0]
+    (lock,) = (tmp_path / ".claims").rglob("*.lock")
+    lock.write_text(json.dumps({"run_id": paused.spec.run_id, **DAMAGED}))
+    (row,) = unfinished_runs(tmp_path)
+    assert row["state"] == "paused" and row["epochs"] == 1 and row["seed"] == 0
+
+
 def test_cold_and_warm_cache_give_the_same_record(tmp_path, monkeypatch):
     monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))
     cold = run_batch(["tiger"], results_dir=tmp_path / "r", **SMOKE)[0]
