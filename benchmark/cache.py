@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,11 @@ class DiskCache:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.hits: list[str] = []
+        # Seconds spent obtaining artifacts that were not cached (building them, or waiting for
+        # another worker's build), nested builds counted once: a run's time budget leaves them
+        # out, so a cold cache and a warm one give a budgeted run the same training time.
+        self.build_seconds = 0.0
+        self._building = 0
 
     def path(self, kind: str, key: dict[str, Any]) -> Path:
         return self.root / kind / f"{key_hash(key)}.pt"
@@ -65,18 +71,25 @@ class DiskCache:
         value = self._load(path, kind)
         if value is not None:
             return value
-        with exclusive(path.with_suffix(".lock")):
-            value = self._load(path, kind)  # built by another worker while this one waited
-            if value is not None:
-                return value
-            # Under its own seeded generators: building the artifact must not move the run's
-            # random stream, or a cold and a warm cache would give one run id different numbers.
-            with isolated_rng(int(key_hash(key)[:8], 16)):
-                value = create()
-            torch_save_atomic(path, value)
-            key_text = json.dumps(key, sort_keys=True, default=str, indent=1)
-            write_text_atomic(path.with_suffix(".json"), key_text)
-        return value
+        started, self._building = time.monotonic(), self._building + 1
+        try:
+            with exclusive(path.with_suffix(".lock")):
+                value = self._load(path, kind)  # built by another worker while this one waited
+                if value is not None:
+                    return value
+                # Under its own seeded generators: building the artifact must not move the run's
+                # random stream, or a cold and a warm cache would give one run id different
+                # numbers.
+                with isolated_rng(int(key_hash(key)[:8], 16)):
+                    value = create()
+                torch_save_atomic(path, value)
+                key_text = json.dumps(key, sort_keys=True, default=str, indent=1)
+                write_text_atomic(path.with_suffix(".json"), key_text)
+            return value
+        finally:
+            self._building -= 1
+            if not self._building:
+                self.build_seconds += time.monotonic() - started
 
     def _load(self, path: Path, kind: str) -> Any:
         if not path.exists():

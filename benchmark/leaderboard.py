@@ -665,6 +665,7 @@ def comparison_cells(comparisons: pd.DataFrame, style: Style, alpha: float) -> p
         name, k = row.metric.split("@")
         relative = f" ({row.delta / row.base_mean:+.0%})" if row.base_mean else ""
         p = "—" if pd.isna(row.p_holm) else f"{row.p_holm:.2g}"
+        p_seeds = "—" if pd.isna(row.p_seeds) else f"{row.p_seeds:.2g}"
         rows.append(
             {
                 "Method": style.escape(row.model),
@@ -676,6 +677,7 @@ def comparison_cells(comparisons: pd.DataFrame, style: Style, alpha: float) -> p
                 "Difference": f"{row.delta:+.4f}{relative}",
                 "Seeds won": f"{row.wins}/{row.seeds}",
                 "p (Holm)": style.bold.format(p) if row.p_holm < alpha else p,
+                "p (seeds)": style.bold.format(p_seeds) if row.p_seeds < alpha else p_seeds,
             }
         )
     return pd.DataFrame(rows)
@@ -693,7 +695,8 @@ def headline_comparison_cells(
             {"Method": cell["Method"], "Builds on": cell["Builds on"], "Seeds": cell["Seeds"]},
         )
         row[f"{cell['Metric']} difference"] = (
-            f"{cell['Difference']}, {cell['Seeds won']}, p {cell['p (Holm)']}"
+            f"{cell['Difference']}, {cell['Seeds won']}, p {cell['p (Holm)']} per user, "
+            f"{cell['p (seeds)']} over seeds"
         )
     return pd.DataFrame(list(rows.values()))
 
@@ -703,7 +706,9 @@ def comparison_legend(style: Style, alpha: float, lead: str = "Each") -> str:
         f"{lead} method against the method it builds on, on the seeds both have: difference of "
         "the means, seeds on which the method scored higher, and a two-sided Wilcoxon "
         "signed-rank test on per-user scores averaged over those seeds, Holm-corrected across "
-        f"the table's pairs (bold: below {style.alpha} = {alpha})."
+        "the table's pairs (these trained models, over test users), and a paired t-test on the "
+        f"per-seed means (the method, over seeds; little power with 3 seeds) (bold: below "
+        f"{style.alpha} = {alpha})."
     )
 
 
@@ -848,7 +853,7 @@ def render_headline(board: Leaderboard, summaries: list[pd.DataFrame], alpha: fl
             lines += [
                 "",
                 f"{comparison_legend(MARKDOWN, alpha, 'Builds on: each')} Cells: difference "
-                "(relative), seeds won, Holm-corrected p.",
+                "(relative), seeds won, Holm-corrected p per user, p over seeds.",
             ]
     return "\n".join(lines) + "\n"
 

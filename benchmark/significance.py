@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
-from scipy.stats import wilcoxon
+from scipy.stats import ttest_rel, wilcoxon
 
 from benchmark.metrics import per_user_metric
 
@@ -34,6 +35,17 @@ def wilcoxon_p(reference: pd.Series, other: pd.Series) -> float:
     if (paired[0] == paired[1]).all():
         return 1.0
     return float(wilcoxon(paired[0], paired[1]).pvalue)
+
+
+def paired_t_p(method: np.ndarray, base: np.ndarray) -> float:
+    """Two-sided paired t-test p-value over seeds (one mean per seed each); NaN for fewer than
+    two seeds. Identical differences on every seed have no spread: p 0 if they differ, else 1."""
+    differences = np.asarray(method, dtype=float) - np.asarray(base, dtype=float)
+    if len(differences) < 2:
+        return float("nan")
+    if np.all(differences == differences[0]):
+        return 0.0 if differences[0] else 1.0
+    return float(ttest_rel(method, base).pvalue)
 
 
 def holm(pvalues: dict[str, float]) -> dict[str, float]:

@@ -45,8 +45,10 @@ class ModelConfig:
 
     Values are checked on creation (:meth:`__post_init__`): a field listed in ``CHOICES`` takes
     one of its values; every int field is at least 1 unless listed in ``ZERO_ALLOWED`` (where
-    0 means "off" or "all"); learning rates (fields named ``lr`` or ``*_lr``) are positive and
-    finite; ``dropout`` lies in [0, 1); other floats are finite."""
+    0 means "off" or "all"); learning rates (fields named ``lr`` or ``*_lr``) and temperatures
+    (``*tau*``, ``*temperature*``: they divide) are positive; loss weights (``*_weight``),
+    ``weight_decay``, ``rq_beta`` and ``sigma_*`` are non-negative; ``dropout`` and
+    ``*_momentum`` lie in [0, 1); every float is finite."""
 
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}
     ZERO_ALLOWED: ClassVar[frozenset[str]] = frozenset()
@@ -114,8 +116,21 @@ def check_values(config: ModelConfig) -> None:
                 raise ConfigError(f"{name}: {key}={value} must be a finite number")
             if (key == "lr" or key.endswith("_lr")) and value <= 0:
                 raise ConfigError(f"{name}: learning rate {key}={value} must be positive")
-            if key == "dropout" and not 0 <= value < 1:
-                raise ConfigError(f"{name}: dropout={value} must lie in [0, 1)")
+            if ("tau" in key or "temperature" in key) and value <= 0:
+                raise ConfigError(f"{name}: {key}={value} must be positive (it divides)")
+            if _non_negative(key) and value < 0:
+                raise ConfigError(f"{name}: {key}={value} must be >= 0")
+            if (key == "dropout" or key.endswith("_momentum")) and not 0 <= value < 1:
+                raise ConfigError(f"{name}: {key}={value} must lie in [0, 1)")
+
+
+def _non_negative(key: str) -> bool:
+    """Loss weights, decay and noise scales: a negative one flips what the term does."""
+    return (
+        key.endswith("_weight")
+        or key in ("weight_decay", "rq_beta", "hot_ratio")
+        or key.startswith("sigma_")
+    )
 
 
 def _checked_value(key: str, value: Any, target: str, optional: bool, source: str) -> Any:
@@ -127,7 +142,8 @@ def _checked_value(key: str, value: Any, target: str, optional: bool, source: st
     if target == "int" and isinstance(value, float) and value.is_integer():
         return int(value)
     if target.startswith(("tuple", "list")) and isinstance(value, (list, tuple)):
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        kind = int if "int" in target else (int, float)
+        if all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
             return tuple(value)
     elif {
         "bool": isinstance(value, bool),
@@ -171,6 +187,8 @@ def coerce_field(cls: type, key: str, value: Any, source: str = "--set") -> Any:
             return float(value)
         if target.startswith("tuple") or target.startswith("list"):
             items = [v for v in value.strip("()[]").split(",") if v.strip()]
+            if "int" in target:  # layer widths: 1e3 or 2.5 is no width
+                return tuple(int(v) for v in items)
             return tuple(float(v) if "." in v or "e" in v else int(v) for v in items)
     except ValueError:
         raise ConfigError(

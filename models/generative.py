@@ -45,7 +45,12 @@ from models.components.semantic_ids import (
     read_id_file,
     sid_diagnostics,
 )
-from models.components.seq2seq import SIDRecommender, T5Spec, length_bucketed_batches
+from models.components.seq2seq import (
+    SIDRecommender,
+    T5Spec,
+    length_bucketed_batches,
+    trim_to_longest,
+)
 from models.training import (
     SCHEDULES,
     EarlyStopping,
@@ -427,7 +432,8 @@ class GenerativeRecommender(NetModel):
             for idx in bar:
                 with self.autocast():
                     loss = self.training_loss(
-                        histories[idx].to(self.device), targets[idx].to(self.device)
+                        trim_to_longest(histories[idx]).to(self.device),
+                        targets[idx].to(self.device),
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

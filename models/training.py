@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.errors import TrainingDiverged
+
 # Learning-rate schedules, all with linear warmup. None of them reads a planned run length, so
 # early stopping or a wall-clock budget can cut a run anywhere without changing the steps
 # before the cut (the cosine of the papers decays over its epoch cap and exists for fidelity).
@@ -203,6 +205,7 @@ def train_epochs_with_resume(
     stopper.stopped_by = EPOCH_CAP
     for epoch in range(start, first_epoch + epochs):
         extra = run_epoch(epoch)
+        check_finite_losses(extra, stage, epoch)
         score = ctx.validate(epoch, extra)
         if stopper.step(score, epoch, model):
             stopper.stopped_by = STOPPED_EARLY
@@ -216,6 +219,16 @@ def train_epochs_with_resume(
             ctx.checkpoint(stage, snapshot(epoch, finished=False))
     ctx.checkpoint(stage, snapshot(epoch, finished=True), final=True)
     return _stopped(model, stopper, stage)
+
+
+def check_finite_losses(logged: dict[str, Any], stage: str, epoch: int) -> None:
+    """Raise :class:`TrainingDiverged` when an epoch's logged loss is NaN or infinite."""
+    for key, value in logged.items():
+        if "loss" in key and isinstance(value, float) and not math.isfinite(value):
+            raise TrainingDiverged(
+                f"{stage} diverged at epoch {epoch}: mean {key} is {value}; lower the learning "
+                "rate (--set lr=...) or check the inputs"
+            )
 
 
 def _stopped(model: Any, stopper: EarlyStopping, stage: str) -> EarlyStopping:

@@ -16,7 +16,7 @@ from benchmark.figures import _dashes, _palette, write_figures
 from benchmark.leaderboard import build_leaderboard, load_records, write_leaderboard
 from benchmark.metrics import per_user_metric
 from benchmark.records import RunRecord
-from benchmark.significance import holm
+from benchmark.significance import holm, paired_t_p
 
 PROTOCOL = {
     "split": "leave-one-out",
@@ -173,10 +173,19 @@ def test_each_method_is_tested_against_what_it_builds_on(tmp_path: Path) -> None
     soda = frame.loc[("letter+soda", "recall@10")]
     assert soda["seeds"] == 3 and soda["wins"] == 0 and soda["delta"] == 0
     assert soda["p_value"] > 0.05  # per user it differs (by user), on average it does not
+    assert letter["p_seeds"] == 0.0  # the same gain on both seeds: no seed spread at all
+    assert soda["p_seeds"] == 1.0
     md, headline = paths[0].read_text(), paths[4].read_text()
     assert "#### Against what each method builds on" in md
     line = next(t for t in headline.splitlines() if t.startswith("| letter ") and "tiger" in t)
-    assert "+0.3333 (+67%), 2/2, p **" in line
+    assert "+0.3333 (+67%), 2/2, p **" in line and "per user, **0** over seeds" in line
+
+
+def test_the_seed_level_test_is_a_paired_t_test() -> None:
+    assert paired_t_p([0.0714, 0.0742, 0.0691], [0.0581, 0.0724, 0.0557]) == pytest.approx(
+        0.132, abs=0.002
+    )  # office LETTER vs TIGER: 3 of 3 seeds won, yet not established over seeds
+    assert np.isnan(paired_t_p([0.1], [0.2]))
 
 
 def test_holm_adjustment() -> None:

@@ -11,6 +11,7 @@ import torch
 from benchmark import runner
 from benchmark.cli import main
 from benchmark.runner import run_batch
+from models.errors import TrainingDiverged
 from models.training import train_epochs_with_resume
 from tests.conftest import FIXTURE_DIR
 from tests.stub_context import StubContext
@@ -387,3 +388,60 @@ def test_what_ended_a_stage_is_recorded(scores, budget_spent, stopped_by, best):
     )
     assert stopper.best_epoch == best and stopper.stopped_by == stopped_by
     assert model.diagnostics["stopped_by"] == {"joint": stopped_by}
+
+
+def test_a_diverged_loss_fails_the_stage_instead_of_ranking_with_garbage():
+    model = _TinyModel()
+    with pytest.raises(TrainingDiverged, match="joint diverged at epoch 1: mean loss is nan"):
+        train_epochs_with_resume(
+            model,
+            _ScriptedScores([1, 2, 3, 4], False),
+            stage="joint",
+            epochs=4,
+            patience=2,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+            scheduler=None,
+            run_epoch=lambda epoch: {"loss": [0.5, float("nan")][min(epoch, 1)]},
+        )
+
+
+def test_a_run_whose_loss_turns_nan_is_recorded_as_failed(tmp_path, monkeypatch):
+    from models.generative import GenerativeRecommender
+
+    original = GenerativeRecommender.training_loss
+
+    def nan_loss(self, histories, targets):
+        return original(self, histories, targets) * float("nan")
+
+    monkeypatch.setattr(GenerativeRecommender, "training_loss", nan_loss)
+    out = run_batch(["tiger"], results_dir=tmp_path, **SMOKE)[0]
+    assert out.status == "failed" and "diverged at epoch 0" in out.record["error"]
+
+
+def test_the_time_budget_leaves_out_building_artifacts(tmp_path, tiny_data):
+    """A cold cache must not cost a budgeted run epochs: the budget counts training only."""
+    import time
+
+    from benchmark.cache import DiskCache
+    from benchmark.data import Protocol
+    from benchmark.runner import HarnessContext
+
+    cache = DiskCache(tmp_path / "artifacts")
+    ctx = HarnessContext(
+        None, tiny_data, Protocol(), 0, cache, torch.device("cpu"), budget_minutes=0.6 / 60
+    )
+
+    def slow_build(seconds: float, inner: bool = False):
+        time.sleep(seconds)
+        if inner:  # a nested build (LETTER's teacher inside its tokenizer) counts once
+            cache.get_or_create("inner", {"k": 1}, lambda: slow_build(0.2))
+        return torch.zeros(1)
+
+    cache.get_or_create("outer", {"k": 1}, lambda: slow_build(0.8, inner=True))
+    assert 1.0 <= ctx.artifact_seconds() <= ctx.elapsed()
+    assert not ctx.out_of_budget()  # 1 s spent, all of it building
+    hits = cache.build_seconds
+    cache.get_or_create("outer", {"k": 1}, lambda: slow_build(5))  # cached: free, no build
+    assert cache.build_seconds == hits
+    time.sleep(0.7)
+    assert ctx.out_of_budget()

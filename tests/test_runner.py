@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from benchmark.cli import main
 from benchmark.runner import run_batch
@@ -112,18 +113,20 @@ def test_time_budget_stops_after_the_epoch_that_exceeds_it(tmp_path):
     assert unbudgeted.spec.run_id != outcome.spec.run_id
 
 
-def test_sasrec_baseline_run_fills_the_teacher_cache(tmp_path, tiny_data):
+def test_sasrec_baseline_run_fills_the_teacher_cache(tmp_path, tiny_data, monkeypatch):
     from benchmark.cache import DiskCache
     from benchmark.data import Protocol, cache_root
     from benchmark.runner import build_config, resolve_model, teacher_key
 
-    outcome = run_batch(["sasrec"], results_dir=tmp_path, **{**SMOKE, "profile": "quick"})[0]
-    assert outcome.status == "ok"
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))  # other tests fill the shared
     config = build_config(resolve_model("sasrec"), "quick", {}).to_dict()
-    path = DiskCache(cache_root() / "artifacts").path(
-        "teacher-embeddings", teacher_key(tiny_data, Protocol(), config)
-    )
+    key = teacher_key(tiny_data, Protocol(), config, torch.device("cpu"))
+    path = DiskCache(cache_root() / "artifacts").path("teacher-embeddings", key)
+    assert not path.exists()
+    outcome = run_batch(["sasrec"], results_dir=tmp_path / "r", **{**SMOKE, "profile": "quick"})[0]
+    assert outcome.status == "ok"
     assert path.exists()
+    assert teacher_key(tiny_data, Protocol(), config, torch.device("cuda")) != key
 
 
 def test_label_names_a_variant_in_the_leaderboard(tmp_path):

@@ -60,14 +60,24 @@ def build_t5(spec: T5Spec, vocab_size: int) -> T5ForConditionalGeneration:
     return use_fast_dropout(T5ForConditionalGeneration(config))
 
 
+def trim_to_longest(items: torch.Tensor) -> torch.Tensor:
+    """Right-padded histories ``[B, S]`` without the columns no history reaches (at least one)."""
+    width = int((items > 0).sum(1).max()) if len(items) else 1
+    return items[:, : max(width, 1)]
+
+
 def _layout(
     histories: Histories, n_columns: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Histories trimmed to this batch's longest, their eos positions and the attention mask."""
+    """Histories, their eos positions and the attention mask. Host histories are trimmed to
+    the batch's longest first; histories already on an accelerator are taken as they come
+    (trim them on the host, :func:`trim_to_longest`: reading their width there would make the
+    host wait for the device on every step)."""
     items = histories if isinstance(histories, torch.Tensor) else pad_histories(histories)
+    if items.device.type == "cpu":
+        items = trim_to_longest(items)
     items = items.to(device)
     lengths = (items > 0).sum(1)
-    items = items[:, : max(int(lengths.max()), 1)]
     eos_at = lengths * n_columns
     width = items.shape[1] * n_columns + 1
     mask = torch.arange(width, device=device) <= eos_at[:, None]
