@@ -9,6 +9,7 @@ committed ones under ``results/runs/``) still load, upgraded on reading.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import os
@@ -25,7 +26,7 @@ from typing import Any
 import psutil
 import torch
 
-from benchmark.atomic import write_json_atomic
+from benchmark.atomic import write_json_atomic, write_text_atomic
 from benchmark.paths import check_name, under
 
 SCHEMA_VERSION = 2
@@ -327,24 +328,49 @@ def read_record(path: Path) -> dict[str, Any] | None:
 
 
 @functools.cache
-def git_commit() -> str:
-    """The commit of the code this process runs: read once, at the first call (the CLI makes it
-    before it imports any model), so a commit made while a long invocation trains is not
-    credited with runs it did not train. ``-dirty``: tracked files outside ``results/`` differed
-    from the commit."""
+def code_state() -> tuple[str, str]:
+    """The commit of the code this process runs and the uncommitted changes to its tracked files
+    outside ``results/`` (records and logs that running jobs write are not code), read once, at
+    the first call (the CLI makes it before it imports any model), so a commit made while a
+    long invocation trains is not credited with runs it did not train."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(  # results/ (records, logs that running jobs append to) is not code
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"],
+        diff = subprocess.run(
+            ["git", "diff", "HEAD", "--binary", "--", ".", ":!results"],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
-        ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
+            errors="replace",
+        ).stdout
+        return sha, diff
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return "unknown", ""
+
+
+def git_commit() -> str:
+    """The commit, with ``-dirty.<hash of the diff>`` when tracked code differed from it: the
+    diff itself is kept as ``results/patches/<hash>.diff`` (:func:`save_code_patch`), so a run
+    trained on uncommitted code can still be traced to the code that trained it."""
+    sha, diff = code_state()
+    return sha + (f"-dirty.{patch_name(diff)}" if diff else "")
+
+
+def patch_name(diff: str) -> str:
+    return hashlib.sha1(diff.encode()).hexdigest()[:10]
+
+
+def save_code_patch(results_dir: Path) -> Path | None:
+    """Write this process's uncommitted diff under ``results_dir/patches/`` (once per diff);
+    None when the code is committed."""
+    _, diff = code_state()
+    if not diff:
+        return None
+    path = Path(results_dir) / "patches" / f"{patch_name(diff)}.diff"
+    if not path.exists():
+        write_text_atomic(path, diff)
+    return path
 
 
 def environment(device: torch.device) -> dict[str, Any]:

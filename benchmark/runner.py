@@ -39,6 +39,7 @@ from benchmark.records import (
     now,
     read_record,
     record_path,
+    save_code_patch,
 )
 from benchmark.registry import Registry, UnknownNameError
 from models.base import Model, ModelConfig, ModelPlugin, SequenceData
@@ -574,6 +575,7 @@ def run_batch(
     for sub in ("runs", ".claims"):  # a file where a folder belongs fails before training
         check_writable_folder(Path(results_dir) / sub, f"results folder's {sub}/", "--results-dir")
     check_writable_folder(cache_root(), "cache folder", "GENREC_CACHE_DIR")
+    save_code_patch(results_dir)  # uncommitted code: its diff, named in every record's commit
     if save_models is not None:
         check_writable_folder(save_models, "model folder", "--save-models")
     protocol = protocol or Protocol()

@@ -275,8 +275,9 @@ def check_search_inputs(
     model: str, dataset: str, profile: str, data_dir: Path | None
 ) -> tuple[type[Model], dict[str, tuple]]:
     """The model class and its search space, after checking every name a search needs (model,
-    search space, profile, dataset files) without loading data: ``launch --tune`` calls it
-    before it submits workers, so a typo is an error here, not in each worker's log."""
+    search space, profile, dataset files, converted once: cached) without splitting the data:
+    ``launch --tune`` calls it before it submits workers, so a typo or a malformed file is an
+    error here, not in each worker's log."""
     model_cls = resolve_model(model)
     space = check_search_space(model_cls)
     build_config(model_cls, profile, {})

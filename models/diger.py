@@ -199,7 +199,10 @@ class DIGER(JointTokenizerMixin, GenerativeRecommender):
             )
             return rqvae.cpu().state_dict()
 
-        state = ctx.cache.get_or_create("rqvae-state", self.tokenizer_key(data, ctx), create)
+        # the pretrained RQ-VAE is TIGER's (same inputs, config and seed): one cache entry for
+        # both, so a DIGER run after a TIGER run does not train it again
+        key = {**self.tokenizer_key(data, ctx), "method": "tiger"}
+        state = ctx.cache.get_or_create("rqvae-state", key, create)
         assignment = Assignment.HARD if c.assignment == "ste" else Assignment.GUMBEL
         joint = replace(pretrain, assignment=assignment, tau=c.tau, centre_logits=c.centre_logits)
         self.tokenizer = RQVAE.from_config(joint, embeddings.shape[1])

@@ -179,3 +179,16 @@ def test_letter_and_diger_smoke_runs(tmp_path):
         assert [row["sid_drift"] for row in record["curve"]] == [e["sid_drift"] for e in drift]
     assert sdud["curve"][0]["sigma"] != pytest.approx(1.0)  # sigma is learned under SDUD
     assert frqud["curve"][0]["sigma"] == pytest.approx(1.0)
+
+
+def test_diger_pretrains_tiger_s_rqvae_once_for_both(tmp_path, monkeypatch):
+    """DIGER's stage 1 is TIGER's RQ-VAE (same inputs, config, seed): one cache entry."""
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))
+    tiger = run_batch(["tiger"], results_dir=tmp_path, **SMOKE)[0]
+    assert not any(h.startswith("rqvae-state") for h in tiger.record["diagnostics"]["cache_hits"])
+    for name in ("diger", "diger+soda"):
+        out = run_batch([name], results_dir=tmp_path, **SMOKE)[0]
+        assert out.status == "ok", out.record.get("traceback")
+        hits = out.record["diagnostics"]["cache_hits"]
+        assert any(h.startswith("rqvae-state") for h in hits), (name, hits)
+    assert len(list((tmp_path / "cache" / "artifacts" / "rqvae-state").glob("*.pt"))) == 1

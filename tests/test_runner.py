@@ -160,22 +160,31 @@ def test_files_are_published_readable_by_others(tmp_path):
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
 
 
-def test_the_recorded_commit_is_read_once_per_process(monkeypatch):
-    """A commit made while a long invocation trains must not be credited with its later runs."""
+def test_the_recorded_commit_is_read_once_per_process(monkeypatch, tmp_path):
+    """A commit made while a long invocation trains must not be credited with its later runs;
+    uncommitted code is named by its diff's hash, and the diff kept beside the records."""
     import subprocess
 
     from benchmark import records
 
     heads = iter(["a" * 40, "b" * 40])
+    diffs = iter(["", "diff --git a/models/tiger.py b/models/tiger.py\n"])
 
     def fake_git(command, **kwargs):
-        out = next(heads) if command[1] == "rev-parse" else ""
+        out = next(heads) if command[1] == "rev-parse" else next(diffs)
         return subprocess.CompletedProcess(command, 0, stdout=out, stderr="")
 
-    records.git_commit.cache_clear()
+    records.code_state.cache_clear()
     monkeypatch.setattr(records.subprocess, "run", fake_git)
     try:
         assert records.git_commit() == "a" * 40
         assert records.git_commit() == "a" * 40  # HEAD moved on; the loaded code did not
+        assert records.save_code_patch(tmp_path) is None  # committed code: nothing to keep
+        records.code_state.cache_clear()  # a new process, on edited code
+        commit = records.git_commit()
+        assert commit.startswith("b" * 40 + "-dirty.")
+        patch = records.save_code_patch(tmp_path)
+        assert patch.name == commit.split(".")[-1] + ".diff"
+        assert patch.read_text().startswith("diff --git a/models/tiger.py")
     finally:
-        records.git_commit.cache_clear()
+        records.code_state.cache_clear()
