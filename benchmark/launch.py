@@ -166,9 +166,38 @@ def _executor(log_dir: Path, resources: Resources, threads: int):
     return executor
 
 
+def done_on_other_data(grid: Grid, states: list[tuple[Any, str]]) -> list[str]:
+    """Record paths of the grid's done runs that were made from other inputs than the data
+    there now (a run id names the dataset, not its files): ``run`` would refuse to reuse them,
+    so a launch must not count them as done. Loads each dataset with a done run once."""
+    from benchmark.data import load_sequence_data
+    from benchmark.records import read_record, record_path
+    from benchmark.runner import changed_inputs, record_inputs, resolve_model
+
+    done = [spec for spec, state in states if state == "done"]
+    stale: list[str] = []
+    for dataset in dict.fromkeys(spec.dataset for spec in done):
+        data = load_sequence_data(dataset, grid.data_dir, grid.max_history)
+        for spec in (s for s in done if s.dataset == dataset):
+            cls = resolve_model(spec.model)
+            inputs = cls.input_fingerprints(cls.Config(**spec.config), data)
+            path = record_path(grid.results_dir, spec.dataset, spec.model, spec.run_id)
+            if changed_inputs(record_inputs(read_record(path) or {}), inputs):
+                stale.append(str(path))
+    return stale
+
+
 def launch_grid(grid: Grid, resources: Resources, log_dir: Path | None = None) -> list[Any]:
     """Submit the grid's unfinished runs; return the submitit jobs (empty: nothing to do)."""
     counts, states = grid_status(grid)  # also validates every name and value before submitting
+    stale = done_on_other_data(grid, states)
+    if stale:
+        raise BenchmarkError(
+            f"{len(stale)} done run(s) of this grid were made from other data than "
+            f"{grid.data_dir or 'the data folder'} holds now ({stale[0]}"
+            f"{' and more' if len(stale) > 1 else ''}); give the new data its own "
+            "--results-dir, or move those records aside"
+        )
     todo = [spec for spec, state in states if state in ("pending", "failed", "paused")]
     if not todo:
         return []

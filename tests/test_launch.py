@@ -46,6 +46,15 @@ def test_a_local_launch_trains_the_grid_once_and_a_relaunch_trains_nothing(tmp_p
     counts, _ = grid_status(grid)
     assert counts == {"done": 4}
 
+    # a record made from other data is not done: the launch says so and submits nothing
+    record = json.loads(records[0].read_text())
+    record["inputs"]["interactions"] = "0" * 16
+    records[0].write_text(json.dumps(record))
+    assert launch(tmp_path, "--executor", "local") == 2
+    err = capsys.readouterr().err
+    assert "1 done run(s) of this grid were made from other data" in err
+    assert records[0].name in err and "Traceback" not in err
+
 
 def test_two_tune_workers_share_one_journal_study(tmp_path, capsys):
     journal = tmp_path / "study.journal"
