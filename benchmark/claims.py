@@ -103,6 +103,7 @@ NOTE_TYPES: dict[str, type | tuple[type, ...]] = {
     "best": (int, float),
     "best_at": int,
     "updated": str,
+    "outcome": str,  # the worker was done with the run (ok, skipped, paused, failed, ...)
 }
 
 

@@ -773,9 +773,13 @@ def _run_one(spec, cls, config, data, stats, protocol, results_dir, *args, **kwa
         return RunOutcome(spec, "claimed", read_record(path), path)
     claim.note(dataset=spec.dataset, model=spec.model, seed=spec.seed, run_id=spec.run_id)
     try:
-        return _run_claimed(
+        outcome = _run_claimed(
             spec, cls, config, data, stats, protocol, results_dir, *args, **kwargs, claim=claim
         )
+        # the worker is done with the run (trained, skipped, paused or failed): a claim without
+        # this note is one whose worker was killed while it held it (``status``: interrupted)
+        claim.note(outcome=outcome.status)
+        return outcome
     finally:
         claim.release()
 

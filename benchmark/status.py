@@ -57,8 +57,8 @@ def unfinished_runs(results_dir: Path) -> list[dict[str, Any]]:
         if key in in_flight:
             continue
         if record is not None and record.status != "paused":
-            if not _claimed_after(notes, written):
-                continue  # finished or failed (and not started again since)
+            if notes.get("outcome") or not _claimed_after(notes, written):
+                continue  # finished, skipped or failed (and not started again since)
             record = None  # re-run (--force, or after a failure) and killed
         paused = None
         if record is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import pytest
 import torch
@@ -167,6 +168,17 @@ def test_status_names_a_run_killed_after_an_earlier_failure(tmp_path, monkeypatc
             run_batch(["sasrec"], results_dir=tmp_path, overrides=LONG, **SMOKE)
     (row,) = unfinished_runs(tmp_path)  # the failed record is older than the new claim
     assert row["state"] == "interrupted" and row["epochs"] == 1
+
+
+def test_status_does_not_take_a_skipped_finished_run_for_an_interrupted_one(tmp_path):
+    """A later invocation claims a done run for an instant to skip it; that newer claim must not
+    read as a worker killed mid-run (it did, and named the live worker "died")."""
+    from benchmark.status import unfinished_runs
+
+    assert run_batch(["pop"], results_dir=tmp_path, **SMOKE)[0].status == "ok"
+    time.sleep(0.05)  # the skip's claim is newer than the record file
+    assert run_batch(["pop"], results_dir=tmp_path, **SMOKE)[0].status == "skipped"
+    assert unfinished_runs(tmp_path) == []
 
 
 DAMAGED = {"best": "x", "last": [1], "best_at": "1", "epochs": "3", "seed": True,
