@@ -25,7 +25,7 @@ from benchmark.checkpoints import RunCheckpoints
 from benchmark.claims import Claim, claim_owner, try_claim
 from benchmark.data import Protocol, cache_root, dataset_stats, load_sequence_data
 from benchmark.datasets import check_dataset
-from benchmark.embeddings import DEFAULT_ENCODER, encode_texts
+from benchmark.embeddings import DEFAULT_ENCODER, encode_texts, encoder_stamp
 from benchmark.errors import BenchmarkError, ConfigError, DataError
 from benchmark.log import SUMMARY, logger
 from benchmark.metrics import headline_metrics, metrics_from_ranks, target_ranks
@@ -236,6 +236,7 @@ class HarnessContext:
         # artifact seconds (cache misses) of earlier invocations, and the cache's count when
         # this invocation's clock restarted: the budget leaves them out (artifact_seconds)
         self._artifact_offset, self._artifact_base = 0.0, self.cache.build_seconds
+        self._embeddings: dict[str, np.ndarray] = {}
         self.stopped_by_budget = False
         self.resumed_from: dict[str, int] = {}
         # the code version of every invocation that trained this run (a resumed run spans
@@ -349,10 +350,12 @@ class HarnessContext:
                 "--set sid_file=PATH"
             )
         encoder = encoder or DEFAULT_ENCODER
+        stamp = encoder_stamp(encoder)
         key = {
             "fingerprint": self.data.fingerprint,
             "encoder": encoder,
             "text": key_hash({"text": self.data.item_text}),
+            **({"encoder_files": stamp} if stamp else {}),
         }
 
         def create() -> np.ndarray:
@@ -360,7 +363,11 @@ class HarnessContext:
             vectors = encode_texts(self.data.item_text[1:], encoder, progress=not self.quiet)
             return np.concatenate([np.zeros((1, vectors.shape[1]), np.float32), vectors])
 
-        return self.cache.get_or_create("text-embeddings", key, create)
+        if key_hash(key) not in self._embeddings:  # read once per run, however often asked
+            self._embeddings[key_hash(key)] = self.cache.get_or_create(
+                "text-embeddings", key, create
+            )
+        return self._embeddings[key_hash(key)]
 
     def teacher_embeddings(self) -> np.ndarray:
         """Item table of a SASRec trained under the same protocol (cached per dataset)."""

@@ -132,6 +132,11 @@ class GenerativeConfig(ModelConfig):
         check_encoder(self.encoder)
 
 
+def array_digest(values: np.ndarray) -> str:
+    """A short hash of an array's values (a cache key's stand-in for the array)."""
+    return hashlib.sha1(np.ascontiguousarray(values).tobytes()).hexdigest()[:16]
+
+
 def check_sid_file(path: str) -> None:
     """Fail at configuration time, before any work, on a missing or malformed ID file."""
     if not path:
@@ -211,7 +216,9 @@ class GenerativeRecommender(NetModel):
         return {
             "method": self.name,
             "fingerprint": data.fingerprint,
-            "item_text": data.text_fingerprint,  # the embeddings' texts (edited text: retrain)
+            # the tokenizer's inputs themselves: edited item text, or other weights in a local
+            # encoder folder, give other embeddings and so another tokenizer
+            "embeddings": array_digest(ctx.item_embeddings(c.encoder)),
             "encoder": c.encoder,
             "tokenizer": c.tokenizer,
             "levels": c.levels,

@@ -44,7 +44,6 @@ Deviations:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -60,7 +59,7 @@ from models.components.quantizer import (
     collaborative_loss,
     diversity_loss,
 )
-from models.generative import GenerativeConfig, GenerativeRecommender
+from models.generative import GenerativeConfig, GenerativeRecommender, array_digest
 from models.tiger import CPU_QUICK, SMOKE
 
 
@@ -155,7 +154,7 @@ class LETTER(GenerativeRecommender):
         teacher = np.ascontiguousarray(ctx.teacher_embeddings(), dtype=np.float32)
         return {
             **super().tokenizer_key(data, ctx),
-            "teacher": hashlib.sha1(teacher.tobytes()).hexdigest()[:16],
+            "teacher": array_digest(teacher),
             "cf_weight": c.cf_weight,
             "diversity_weight": c.diversity_weight,
             "diversity_clusters": c.diversity_clusters,

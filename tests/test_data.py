@@ -135,3 +135,21 @@ def test_a_truncated_conversion_is_detected_and_rebuilt(tmp_path):
     assert materialize_atomic(card, FIXTURE_DIR, tmp_path) == root
     assert inter.read_bytes() == whole
     assert not list(root.parent.glob("*.partial"))
+
+
+def test_a_local_encoder_folder_is_known_by_its_files_not_only_its_path(tmp_path):
+    """Other weights in the same folder are another encoder: their embeddings (and the
+    tokenizers trained on them) must not be served from the cache under the old ones' key."""
+    import os
+
+    from benchmark.embeddings import DEFAULT_ENCODER, encoder_stamp
+
+    folder = tmp_path / "my-encoder"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"a" * 10)
+    before = encoder_stamp(str(folder))
+    weights.write_bytes(b"b" * 11)
+    os.utime(weights, ns=(1, 1))
+    assert before and encoder_stamp(str(folder)) not in (None, before)
+    assert encoder_stamp(DEFAULT_ENCODER) is None  # pinned by its package version
