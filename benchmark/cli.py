@@ -417,9 +417,11 @@ def _tuned(args: argparse.Namespace):
     """``--tuned``'s loader (optuna is imported only when it is asked for)."""
     if not args.tuned:
         return None
+    from benchmark.data import Protocol
     from benchmark.tuning import tuned_loader
 
-    return tuned_loader(args.results_dir)
+    protocol = Protocol(max_history=args.max_history, ks=args.ks, selection=args.select)
+    return tuned_loader(args.results_dir, args.profile, protocol)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

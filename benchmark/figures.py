@@ -157,17 +157,20 @@ def sid_usage(table: Table, palette: Palette) -> Figure | None:
 
 def validation_curves(table: Table, palette: Palette) -> Figure | None:
     """Learning curves: the validation selection metric per epoch and against training
-    wall-clock time (records that logged it), mean over seeds with a band of one std."""
+    wall-clock time (records that logged it), one line per run."""
     metric = table.selection
     rows = [
         {
             "model": model,
             "run": run,
             "epoch": point["epoch"],
-            "seconds": point.get("seconds"),
+            # cold-cache artifact builds left out (where recorded), as in the tables
+            "seconds": None if point.get("seconds") is None else max(0.0, point["seconds"] - built),
             "y": point[metric],
         }
-        for run, (model, curve) in enumerate(zip(table.runs["model"], table.runs["curve"]))
+        for run, (model, curve, built) in enumerate(
+            zip(table.runs["model"], table.runs["curve"], table.runs["artifact_seconds"])
+        )
         for point in curve
         if "epoch" in point and point.get(metric) is not None
     ]
@@ -179,10 +182,11 @@ def validation_curves(table: Table, palette: Palette) -> Figure | None:
     order = [m for m in palette if m in set(data["model"])]
     style = dict(hue="model", palette=palette, hue_order=order, marker="o", markersize=3)
     style |= dict(style="model", style_order=order, dashes=_dashes(order))
-    sns.lineplot(data=data, x="epoch", y="y", errorbar="sd", ax=axes[0], **style)
-    axes[0].set(xlabel="epoch", ylabel=f"validation {_label(metric)} (mean ± std)")
+    # seeds stop at different epochs: a mean's tail would be one seed under a "mean" label, so
+    # one line per run in both panels
+    sns.lineplot(data=data, x="epoch", y="y", units="run", estimator=None, ax=axes[0], **style)
+    axes[0].set(xlabel="epoch", ylabel=f"validation {_label(metric)} (one line per run)")
     if len(timed):
-        # seeds reach an epoch at different times: one line per run, not a mean
         sns.lineplot(
             data=timed.assign(minutes=timed["seconds"] / 60),
             x="minutes",

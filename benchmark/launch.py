@@ -47,13 +47,13 @@ class Grid:
     results_dir: Path = Path("results")
     data_dir: Path | None = None
     stop_after_minutes: float | None = None
-    tuned: bool = False  # start from <results_dir>/tuned/<dataset>/<model>.yaml
+    tuned: bool = False  # start from <results_dir>/tuned/<dataset>/<profile>/<model>.yaml
     save_models: Path | None = None
 
     def tuned_loader(self):
         from benchmark.tuning import tuned_loader
 
-        return tuned_loader(self.results_dir) if self.tuned else None
+        return tuned_loader(self.results_dir, self.profile, self.protocol()) if self.tuned else None
 
     def protocol(self):
         from benchmark.data import Protocol

@@ -142,12 +142,25 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
         # epochs trained up to the kept one, and in all (every stage counted): convergence
         "epochs_to_best": _plus_one(diagnostics.get("best_epoch")),
         "epochs_run": _epochs_run(record.get("curve") or []),
-        "train_seconds": diagnostics.get("train_seconds"),
+        "train_seconds": _training_seconds(diagnostics),
+        # cold-cache artifact builds inside the clock (0 where the record did not split them out)
+        "artifact_seconds": diagnostics.get("artifact_seconds") or 0.0,
         "test_users_per_second": diagnostics.get("test_users_per_second"),
         "method_note": (diagnostics.get("soda") or {}).get("label"),
         **(record.get("test") or {}),
         **_sid_columns(diagnostics.get("sid")),
     }
+
+
+def _training_seconds(diagnostics: dict[str, Any]) -> float | None:
+    """Training wall-clock without building cached artifacts (text embeddings, teacher,
+    tokenizer) on a cold cache: a warm cache gets those for free, so with them in the cost of
+    a method would depend on which run came first. Records before ``artifact_seconds`` existed
+    (December 2026) include them."""
+    seconds = diagnostics.get("train_seconds")
+    if seconds is None:
+        return None
+    return max(0.0, seconds - (diagnostics.get("artifact_seconds") or 0.0))
 
 
 def _plus_one(epoch: int | None) -> int | None:
@@ -508,7 +521,8 @@ def _split_notes(tables: list[Table]) -> dict[str, str]:
 
 def summarize(table: Table, alpha: float = ALPHA) -> pd.DataFrame:
     """One row per model and metric: mean, std and n_seeds over seeds; for accuracy columns also
-    p_value (Wilcoxon vs. the column's best), p_holm, significant and place (1 best, 2 second).
+    p_value (Wilcoxon vs. the column's best on the seeds both have), p_holm, significant
+    (significantly worse than the best) and place (1 best, 2 second).
     A model with no successful run gets rows with n_seeds 0 and no mean."""
     long = table.runs.melt(["model", "seed"], value_columns(table.runs), var_name="metric")
     long = long.dropna(subset="value").astype({"value": float})
@@ -520,7 +534,7 @@ def summarize(table: Table, alpha: float = ALPHA) -> pd.DataFrame:
     places = stats.groupby("metric")["mean"].transform(_places)
     stats["place"] = places.where(stats["metric"].isin(table.columns)).astype("Int64")
     stats = stats.merge(_significance(table, stats), on=["model", "metric"], how="left")
-    stats["significant"] = stats["p_holm"].lt(alpha)
+    stats["significant"] = stats["p_holm"].lt(alpha) & stats.pop("worse").eq(True)
     return stats
 
 
@@ -532,29 +546,42 @@ def _places(means: pd.Series) -> pd.Series:
 
 
 def _significance(table: Table, stats: pd.DataFrame) -> pd.DataFrame:
+    """Each model against the column's best on the seeds both have (a model with one seed is
+    tested on that seed of the best, not against the best's mean over three), Holm-corrected
+    per column. ``worse``: the model's mean over those users and seeds is below the best's (the
+    † of the tables marks only that). Models tied with the best at the shown precision share
+    its bold and are not tested."""
+    seeds = table.runs.groupby("model")["seed"].agg(lambda s: tuple(sorted(set(s))))
+    scores: dict[tuple[str, str, tuple[int, ...]], pd.Series] = {}
+
+    def per_user(model: str, metric: str, on: tuple[int, ...]) -> pd.Series:
+        if (model, metric, on) not in scores:
+            scores[(model, metric, on)] = per_user_scores(table.runs, model, metric, on)
+        return scores[(model, metric, on)]
+
     rows = []
     for metric in table.columns:
         means = stats[stats["metric"] == metric].set_index("model")["mean"].dropna()
-        if means.empty:
-            continue
+        ordered = means.sort_values(ascending=False, kind="stable").index
         # the best model that can be tested (a record without per-user ranks cannot)
-        testable = [m for m in means.sort_values(ascending=False).index
-                    if not per_user_scores(table.runs, m, metric).empty]  # fmt: skip
-        if not testable:
+        best = next((m for m in ordered if not per_user(m, metric, seeds[m]).empty), None)
+        if best is None:
             continue
-        best = testable[0]
-        reference = per_user_scores(table.runs, best, metric)
-        pvalues = {
-            model: wilcoxon_p(reference, per_user_scores(table.runs, model, metric))
-            for model in means.index.drop(best)
-        }
-        pvalues = {model: p for model, p in pvalues.items() if not np.isnan(p)}
-        holm_p = holm(pvalues)
+        tied = means.round(DIGITS) == round(means[best], DIGITS)
+        tested: dict[str, tuple[float, bool]] = {}
+        for model in means.index[~tied]:
+            shared = tuple(sorted(set(seeds[model]) & set(seeds[best])))
+            reference, other = per_user(best, metric, shared), per_user(model, metric, shared)
+            p = wilcoxon_p(reference, other) if shared else float("nan")
+            if not np.isnan(p):
+                paired = pd.concat([reference, other], axis=1, join="inner")
+                tested[model] = (p, bool(paired[1].mean() < paired[0].mean()))
+        holm_p = holm({model: p for model, (p, _) in tested.items()})
         rows += [
-            {"model": m, "metric": metric, "p_value": p, "p_holm": holm_p[m]}
-            for m, p in pvalues.items()
+            {"model": m, "metric": metric, "p_value": p, "p_holm": holm_p[m], "worse": worse}
+            for m, (p, worse) in tested.items()
         ]
-    return pd.DataFrame(rows, columns=["model", "metric", "p_value", "p_holm"])
+    return pd.DataFrame(rows, columns=["model", "metric", "p_value", "p_holm", "worse"])
 
 
 # ---------------------------------------------------------------- render
@@ -756,7 +783,7 @@ def render_markdown(board: Leaderboard, summaries: list[pd.DataFrame], alpha: fl
     for dataset in sorted({t.dataset for t in board.tables}):
         lines += ["", f"## {dataset}"]
         if dataset in board.split_notes:
-            lines += ["", f"> {board.split_notes[dataset]}"]
+            lines += ["", f"> {MARKDOWN.escape(board.split_notes[dataset])}"]
         for table, summary in zip(board.tables, summaries):
             if table.dataset == dataset:
                 lines += _markdown_table(table, summary, alpha)
@@ -767,7 +794,8 @@ def render_markdown(board: Leaderboard, summaries: list[pd.DataFrame], alpha: fl
 
 
 def _markdown_table(table: Table, summary: pd.DataFrame, alpha: float) -> list[str]:
-    lines = ["", f"### {table.title}", "", _markdown(leaderboard_cells(table, summary, MARKDOWN))]
+    title = MARKDOWN.escape(table.title)  # record fields: no raw HTML into the README
+    lines = ["", f"### {title}", "", _markdown(leaderboard_cells(table, summary, MARKDOWN))]
     lines += [""] + [f"- {note}" for note in _footnotes(table, MARKDOWN, alpha)]
     if not table.failed.empty:
         lines += ["", "Failed runs:", "", *_failed_lines(table.failed, MARKDOWN.escape)]
@@ -831,7 +859,8 @@ def render_headline(board: Leaderboard, summaries: list[pd.DataFrame], alpha: fl
     for table, summary in sorted(pairs, key=lambda pair: (-len(pair[0].models), pair[0].slug)):
         lines += [
             "",
-            f"**{table.slug}** ({table.dataset}, {len(table.seeds)} seed(s): "
+            f"**{MARKDOWN.escape(table.slug)}** ({MARKDOWN.escape(table.dataset)}, "
+            f"{len(table.seeds)} seed(s): "
             f"{', '.join(map(str, table.seeds))})",
             "",
         ]
@@ -845,7 +874,9 @@ def render_headline(board: Leaderboard, summaries: list[pd.DataFrame], alpha: fl
                 f"Test scores on all test users, mean{MARKDOWN.pm}std over seeds; bold: best, "
                 f"underlined: second, {MARKDOWN.dagger}: significantly worse than the best "
                 f"(Wilcoxon signed-rank on per-user scores, Holm-corrected, {MARKDOWN.alpha} = "
-                f"{alpha}). Epochs count every stage; Train: training wall-clock of a run. Full "
+                f"{alpha}; on the seeds both have). Epochs count every stage; Train: training "
+                "wall-clock of a run (building cached artifacts on a cold cache left out where "
+                "the record splits it out). Full "
                 f"table: `results/leaderboard.md`, {table.slug}."
             ),
         ]

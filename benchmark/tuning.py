@@ -10,8 +10,9 @@ The study lives in Optuna storage (default: ``results/tune/<dataset>/<model>.db`
 the name ``<model>-<dataset>-<profile>``. Running the command again resumes it: finished
 (complete or pruned) trials count toward ``--trials``. Several processes given the same
 ``--storage`` URL work on one study. Trials write no result records; their validation metrics are
-trial user attributes. The best configuration goes to ``results/tuned/<dataset>/<model>.yaml``,
-which ``run --tuned`` reads through :func:`load_tuned`.
+trial user attributes. The best configuration goes to
+``results/tuned/<dataset>/<profile>/<model>.yaml`` (with the protocol it was searched under beside
+it, ``<model>.json``), which ``run --tuned`` reads through :func:`load_tuned`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from benchmark.atomic import write_text_atomic
+from benchmark.atomic import write_json_atomic, write_text_atomic
 from benchmark.data import Protocol, cache_root, load_sequence_data
 from benchmark.datasets import check_dataset
 from benchmark.errors import BenchmarkError, ConfigError
@@ -300,28 +301,42 @@ def default_storage(results_dir: Path, model: str, dataset: str) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
-def tuned_path(results_dir: Path, model: str, dataset: str) -> Path:
+def tuned_path(results_dir: Path, model: str, dataset: str, profile: str) -> Path:
+    """``<results>/tuned/<dataset>/<profile>/<model>.yaml``: a search under one profile says
+    nothing about another's sizes, so each profile keeps its own."""
     return (
         Path(results_dir)
         / "tuned"
         / check_name(dataset, "dataset")
+        / check_name(profile, "profile")
         / f"{check_name(model, 'model')}.yaml"
     )
 
 
-def tuned_loader(results_dir: Path) -> Callable[[str, str], dict[str, Any]]:
-    """``--tuned`` (``run`` and ``launch``): each (model, dataset)'s searched config."""
-    return functools.partial(load_tuned, results_dir)
+def tuned_loader(
+    results_dir: Path, profile: str, protocol: Protocol
+) -> Callable[[str, str], dict[str, Any]]:
+    """``--tuned`` (``run`` and ``launch``): each (model, dataset)'s searched config under
+    ``profile``, refused when it was searched under another protocol."""
+    return functools.partial(load_tuned, results_dir, profile=profile, protocol=protocol)
 
 
-def load_tuned(results_dir: Path, model: str, dataset: str) -> dict[str, Any]:
-    """The tuned config keys of ``model`` on ``dataset`` (``run --tuned`` starts from them)."""
-    path = tuned_path(results_dir, model, dataset)
+def load_tuned(
+    results_dir: Path,
+    model: str,
+    dataset: str,
+    profile: str,
+    protocol: Protocol | None = None,
+) -> dict[str, Any]:
+    """The tuned config keys of ``model`` on ``dataset`` under ``profile`` (``run --tuned``
+    starts from them); with ``protocol``, checked against the one the search selected on (its
+    identity is kept beside the YAML, ``<model>.json``)."""
+    path = tuned_path(results_dir, model, dataset, profile)
     if not path.exists():
         raise BenchmarkError(
-            f"no tuned configuration for {model} on {dataset} ({path} is missing); create it with "
-            f"`python -m benchmark tune --model {model} --dataset {dataset} "
-            f"--results-dir {results_dir}`"
+            f"no tuned configuration for {model} on {dataset} with profile {profile} ({path} is "
+            f"missing); create it with `python -m benchmark tune --model {model} --dataset "
+            f"{dataset} --profile {profile} --results-dir {results_dir}`"
         )
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -334,7 +349,27 @@ def load_tuned(results_dir: Path, model: str, dataset: str) -> dict[str, Any]:
         ) from None
     if not isinstance(values, dict) or not values:
         raise BenchmarkError(f"{path} holds no `key: value` lines; re-run `tune` to rewrite it")
+    searched = _searched_under(path.with_suffix(".json"))
+    if protocol is not None and searched is not None and searched != protocol.to_dict():
+        differ = sorted(k for k in {**searched, **protocol.to_dict()}
+                        if searched.get(k) != protocol.to_dict().get(k))  # fmt: skip
+        raise BenchmarkError(
+            f"{path} was searched under another protocol ({', '.join(differ)} differ: "
+            f"{ {k: searched.get(k) for k in differ} }); run with those flags, or re-run `tune` "
+            "with this run's"
+        )
     return values
+
+
+def _searched_under(path: Path) -> dict[str, Any] | None:
+    """The protocol a tuned YAML was searched under (None: no identity file, e.g. hand-written)."""
+    if not path.exists():
+        return None
+    try:
+        protocol = json.loads(path.read_text(encoding="utf-8")).get("protocol")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        raise BenchmarkError(f"{path} is not the JSON `tune` writes; re-run `tune`") from None
+    return protocol if isinstance(protocol, dict) else None
 
 
 # ---------------------------------------------------------------------------- tune
@@ -496,7 +531,7 @@ def _save_best(study: optuna.Study, results_dir: Path, model: str, dataset: str)
         raise BenchmarkError(f"no trial of study {study.study_name} has completed {counts}{last}")
     best = study.best_trial
     attrs = study.user_attrs
-    path = tuned_path(results_dir, model, dataset)
+    path = tuned_path(results_dir, model, dataset, attrs["profile"])
     header = [
         f"tuned by `python -m benchmark tune --model {model} --dataset {dataset}`; "
         f"use with `run --models {model} --dataset {dataset} --profile {attrs['profile']} --tuned`",
@@ -511,4 +546,6 @@ def _save_best(study: optuna.Study, results_dir: Path, model: str, dataset: str)
     text = "".join(f"# {line}\n" for line in header)
     text += yaml.safe_dump(dict(best.params), sort_keys=True)
     write_text_atomic(path, text)
+    identity = {k: attrs[k] for k in ("profile", "protocol", "fingerprint", "seed")}
+    write_json_atomic(path.with_suffix(".json"), {"study": study.study_name, **identity})
     return TuneResult(study.study_name, dict(best.params), best.value, best.number, counts, path)

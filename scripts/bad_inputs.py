@@ -146,13 +146,16 @@ def tune(*flags: str):
     return setup
 
 
-def tuned_yaml(content: str):
-    """``run --tuned`` reading ``content`` as sasrec's tuned configuration."""
+def tuned_yaml(content: str, protocol: dict | None = None):
+    """``run --tuned`` reading ``content`` as sasrec's tuned configuration (searched under
+    ``protocol``, when given)."""
 
     def setup(root: Path) -> list[str]:
-        folder = root / "results" / "tuned" / "ml-tiny"
+        folder = root / "results" / "tuned" / "ml-tiny" / "smoke"
         folder.mkdir(parents=True)
         (folder / "sasrec.yaml").write_text(content)
+        if protocol is not None:
+            (folder / "sasrec.json").write_text(json.dumps({"protocol": protocol}))
         return run("--models", "sasrec", "--tuned")(root)
 
     return setup
@@ -449,6 +452,7 @@ CASES: list[Case] = [
     ),  # fmt: skip
     ("tuned YAML: float for an int", tuned_yaml("epochs: 1.5\n")),
     ("tuned YAML: not YAML", tuned_yaml("lr: [0.001\n")),
+    ("tuned YAML of another protocol", tuned_yaml("lr: 0.001\n", {"max_history": 50})),
     ("results folder's runs/ is a file", runs_is_a_file),
     ("--set the same key twice", run("--models", "pop", "--set", "lr=1", "--set", "lr=2")),
     (

@@ -71,4 +71,4 @@ def test_two_tune_workers_share_one_journal_study(tmp_path, capsys):
     numbers = sorted(t.number for t in study.trials)
     assert numbers == list(range(len(numbers)))  # one consistent journal, no lost writes
     assert 1 <= len({t.user_attrs["worker"] for t in done}) <= 2
-    assert (tmp_path / "r" / "tuned" / "ml-tiny" / "sasrec.yaml").exists()
+    assert (tmp_path / "r" / "tuned" / "ml-tiny" / "smoke" / "sasrec.yaml").exists()

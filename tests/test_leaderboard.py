@@ -505,3 +505,35 @@ def test_ranks_that_cover_fewer_users_are_noted(tmp_path: Path) -> None:
     md, _, _ = build(tmp_path)
     assert f"part: per-user ranks cover 20 of the table's {N_USERS} test users" in md
     assert "full: per-user ranks cover" not in md
+
+
+def test_a_model_with_fewer_seeds_is_tested_on_the_seeds_it_shares_with_the_best(
+    tmp_path: Path,
+) -> None:
+    """The best has seeds 0-2, another only seed 0, where it beats the best's seed 0: against
+    the best's mean over three seeds it would look significantly worse; on seed 0 it is not."""
+    write_run(tmp_path, "best", 0, [1] * 40 + [0] * 20)
+    for seed in (1, 2):
+        write_run(tmp_path, "best", seed, [1] * 60)
+    write_run(tmp_path, "one-seed", 0, [1] * 50 + [0] * 10)
+    write_run(tmp_path, "worse", 0, [0] * 60)
+    write_run(tmp_path, "tied", 0, [1] * 40 + [0] * 20)
+    for seed in (1, 2):
+        write_run(tmp_path, "tied", seed, [1] * 60)
+    _, csv, _ = build(tmp_path)
+    one = cell(csv, "one-seed")
+    assert one["mean"] < cell(csv, "best")["mean"] and not one["significant"]
+    assert one["p_value"] < 0.05  # it differs on seed 0, in its favour: no dagger
+    assert cell(csv, "worse")["significant"]
+    assert pd.isna(cell(csv, "tied")["p_value"])  # tied at the shown precision: shares the bold
+
+
+def test_the_cost_columns_leave_out_cold_cache_artifact_builds(tmp_path: Path) -> None:
+    """Seed 0 built the tokenizer (60 of its 100 s), seed 1 found it cached: both trained 40 s."""
+    curve = [{"epoch": 0, "ndcg@10": 0.1, "seconds": 80.0}, {"epoch": 1, "ndcg@10": 0.2}]
+    write_run(tmp_path, "m", 0, diagnostics={"train_seconds": 100.0, "artifact_seconds": 60.0},
+              curve=curve)  # fmt: skip
+    write_run(tmp_path, "m", 1, diagnostics={"train_seconds": 40.0})
+    _, csv, _ = build(tmp_path)
+    train = cell(csv, "m", "train_seconds")
+    assert train["mean"] == 40.0 and train["std"] == 0.0

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from benchmark import tuning
 from benchmark.cli import main
+from benchmark.data import Protocol
 from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.runner import Pruned
 from models.recbole_baselines import SASRec
@@ -64,10 +65,14 @@ def test_resume_counts_earlier_trials_and_run_tuned_uses_the_yaml(tmp_path, smal
 
     # The best configuration, only the tuned keys, with metadata comments.
     text = second.path.read_text()
-    assert second.path == tmp_path / "tuned" / "ml-tiny" / "sasrec.yaml"
+    assert second.path == tmp_path / "tuned" / "ml-tiny" / "smoke" / "sasrec.yaml"
     assert "# study: sasrec-ml-tiny-smoke" in text and "best validation ndcg@10:" in text
-    tuned = tuning.load_tuned(tmp_path, "sasrec", "ml-tiny")
+    tuned = tuning.load_tuned(tmp_path, "sasrec", "ml-tiny", "smoke", Protocol())
     assert tuned == study.best_params == second.best_params
+    with pytest.raises(BenchmarkError, match="searched under another protocol .max_history"):
+        tuning.load_tuned(tmp_path, "sasrec", "ml-tiny", "smoke", Protocol(max_history=50))
+    with pytest.raises(BenchmarkError, match="--profile quick"):  # another profile's search
+        tuning.load_tuned(tmp_path, "sasrec", "ml-tiny", "quick", Protocol())
 
     # Resuming with another seed (or data, protocol, space) would mix incomparable trials.
     with pytest.raises(BenchmarkError, match="different seed"):
@@ -110,7 +115,7 @@ def test_two_workers_add_trials_to_one_study(tmp_path):
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers contributed
     assert study.user_attrs["budget"] == {"trials": 50, "timeout_s": 2.0}
     assert not (tmp_path / "tune").exists()  # --storage replaces the default SQLite file
-    assert tuning.load_tuned(tmp_path, "sasrec", "ml-tiny") == study.best_params
+    assert tuning.load_tuned(tmp_path, "sasrec", "ml-tiny", "smoke") == study.best_params
 
 
 def test_model_without_search_space_is_a_clear_error(tmp_path, capsys):
@@ -136,7 +141,7 @@ def test_search_space_entries_are_checked():
 
 def test_missing_tuned_yaml_says_which_command_creates_it(tmp_path):
     with pytest.raises(BenchmarkError, match="python -m benchmark tune --model narm --dataset x"):
-        tuning.load_tuned(tmp_path, "narm", "x")
+        tuning.load_tuned(tmp_path, "narm", "x", "quick")
 
 
 class FakeTrial:
