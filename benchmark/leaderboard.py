@@ -54,6 +54,7 @@ IDENTITY = [
     "path",
     "git_commit",
     "machine",
+    "inputs",
     *KEY,
 ]
 ARRAYS = ["users", "ranks", "curve"]
@@ -111,6 +112,10 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
     protocol = record.get("protocol")
     if protocol:  # records before the selection metric was part of the protocol used NDCG@10
         protocol = {**protocol, "selection": protocol.get("selection", "ndcg@10")}
+        if spec.get("budget_minutes") and "artifact_seconds" in diagnostics:
+            # budgets that leave cold-cache artifact builds out are another protocol than the
+            # earlier ones that charged them: never one table
+            protocol["budget_excludes"] = "artifact builds"
     config = model.get("config", spec.get("config")) or {}
     pairs = config.get("train_pairs_per_user") or 0
     return {
@@ -118,6 +123,8 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
         "status": record.get("status"),
         "path": record.get("__path__"),
         "git_commit": (record.get("environment") or {}).get("git_commit"),
+        # what the run read besides the interactions (item texts, ID file, encoder files)
+        "inputs": _canonical(record["inputs"]) if record.get("inputs") else None,
         "machine": _machine(record.get("environment") or {}),
         "error": record.get("error"),
         "model": spec.get("label") or spec.get("model"),
@@ -340,10 +347,26 @@ def _table(key: dict[str, Any], runs: pd.DataFrame) -> Table:
     ok = kept[kept["status"] == "ok"]
     table = Table(**key, runs=ok, failed=kept[kept["status"] != "ok"])
     table.notes = _method_notes(ok) + _seed_notes(table) + notes + _rank_notes(ok)
-    table.notes += _missing_metric_notes(table)
+    table.notes += _missing_metric_notes(table) + _input_notes(ok)
     if table.budget is None:
         table.notes += _cap_notes(ok)
     return table
+
+
+def _input_notes(ok: pd.DataFrame) -> list[str]:
+    """A table is one dataset fingerprint (the interactions); runs that read other item texts,
+    ID files or encoder weights (``--force`` after an edit) can still share it: say so."""
+    read = [json.loads(value) for value in ok["inputs"].dropna()]
+    notes = []
+    for name, what in (("item_text", "item texts"), ("sid_file", "ID files"),
+                       ("encoder_files", "encoder folders")):  # fmt: skip
+        versions = {inputs[name] for inputs in read if name in inputs}
+        if len(versions) > 1:
+            notes.append(
+                f"its runs read {len(versions)} different {what} (records' `inputs.{name}`): "
+                "rankings between them compare data as well as methods"
+            )
+    return notes
 
 
 def _capped(diagnostics: dict[str, Any], config: dict[str, Any], curve: Any) -> list[str]:
@@ -704,7 +727,7 @@ def comparison_cells(comparisons: pd.DataFrame, style: Style, alpha: float) -> p
                 "Difference": f"{row.delta:+.4f}{relative}",
                 "Seeds won": f"{row.wins}/{row.seeds}",
                 "p (Holm)": style.bold.format(p) if row.p_holm < alpha else p,
-                "p (seeds)": style.bold.format(p_seeds) if row.p_seeds < alpha else p_seeds,
+                "p (seeds)": p_seeds,  # uncorrected, so never bold
             }
         )
     return pd.DataFrame(rows)
@@ -733,9 +756,9 @@ def comparison_legend(style: Style, alpha: float, lead: str = "Each") -> str:
         f"{lead} method against the method it builds on, on the seeds both have: difference of "
         "the means, seeds on which the method scored higher, and a two-sided Wilcoxon "
         "signed-rank test on per-user scores averaged over those seeds, Holm-corrected across "
-        "the table's pairs (these trained models, over test users), and a paired t-test on the "
-        f"per-seed means (the method, over seeds; little power with 3 seeds) (bold: below "
-        f"{style.alpha} = {alpha})."
+        f"the table's pairs (these trained models, over test users; bold: below {style.alpha} "
+        f"= {alpha}), and a paired t-test on the per-seed means (the method, over seeds; "
+        "uncorrected, little power with 3 seeds)."
     )
 
 

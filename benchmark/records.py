@@ -26,7 +26,7 @@ from typing import Any
 import psutil
 import torch
 
-from benchmark.atomic import write_json_atomic, write_text_atomic
+from benchmark.atomic import write_atomic, write_json_atomic
 from benchmark.paths import check_name, under
 
 SCHEMA_VERSION = 2
@@ -327,38 +327,52 @@ def read_record(path: Path) -> dict[str, Any] | None:
         return None
 
 
+# a plain, applicable patch whatever the user's git configuration (colour, external diff
+# drivers, textconv filters, prefixes)
+_DIFF = ["git", "-c", "color.ui=never", "diff", "--no-ext-diff", "--no-textconv", "--binary",
+         "--src-prefix=a/", "--dst-prefix=b/"]  # fmt: skip
+
+
 @functools.cache
-def code_state() -> tuple[str, str]:
-    """The commit of the code this process runs and the uncommitted changes to its tracked files
-    outside ``results/`` (records and logs that running jobs write are not code), read once, at
-    the first call (the CLI makes it before it imports any model), so a commit made while a
-    long invocation trains is not credited with runs it did not train."""
+def code_state() -> tuple[str, bytes]:
+    """The commit of the code this process runs and the uncommitted changes to its files outside
+    ``results/`` (records and logs that running jobs write are not code): tracked files' diff
+    plus untracked, not ignored files as new-file patches. Read once, at the first call (the CLI
+    makes it before it imports any model), so a commit made while a long invocation trains is
+    not credited with runs it did not train."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         diff = subprocess.run(
-            ["git", "diff", "HEAD", "--binary", "--", ".", ":!results"],
+            [*_DIFF, "HEAD", "--", ".", ":!results"], cwd=REPO_ROOT, capture_output=True
+        ).stdout
+        untracked = subprocess.run(
+            ["git", "ls-files", "-z", "--others", "--exclude-standard", "--", ".", ":!results"],
             cwd=REPO_ROOT,
             capture_output=True,
-            text=True,
-            errors="replace",
         ).stdout
+        for name in filter(None, untracked.split(b"\0")):
+            diff += subprocess.run(  # exit status 1: the file differs from nothing, as expected
+                [*_DIFF, "--no-index", "--", "/dev/null", name.decode(errors="surrogateescape")],
+                cwd=REPO_ROOT,
+                capture_output=True,
+            ).stdout
         return sha, diff
     except (OSError, subprocess.CalledProcessError):
-        return "unknown", ""
+        return "unknown", b""
 
 
 def git_commit() -> str:
-    """The commit, with ``-dirty.<hash of the diff>`` when tracked code differed from it: the
-    diff itself is kept as ``results/patches/<hash>.diff`` (:func:`save_code_patch`), so a run
+    """The commit, with ``-dirty.<hash of the diff>`` when the code differed from it: the diff
+    itself is kept as ``results/patches/<hash>.diff`` (:func:`save_code_patch`), so a run
     trained on uncommitted code can still be traced to the code that trained it."""
     sha, diff = code_state()
     return sha + (f"-dirty.{patch_name(diff)}" if diff else "")
 
 
-def patch_name(diff: str) -> str:
-    return hashlib.sha1(diff.encode()).hexdigest()[:10]
+def patch_name(diff: bytes) -> str:
+    return hashlib.sha1(diff).hexdigest()[:10]
 
 
 def save_code_patch(results_dir: Path) -> Path | None:
@@ -369,7 +383,7 @@ def save_code_patch(results_dir: Path) -> Path | None:
         return None
     path = Path(results_dir) / "patches" / f"{patch_name(diff)}.diff"
     if not path.exists():
-        write_text_atomic(path, diff)
+        write_atomic(path, lambda handle: handle.write(diff))
     return path
 
 

@@ -237,6 +237,9 @@ class HarnessContext:
         # this invocation's clock restarted: the budget leaves them out (artifact_seconds)
         self._artifact_offset, self._artifact_base = 0.0, self.cache.build_seconds
         self._embeddings: dict[str, np.ndarray] = {}
+        # resumed from a checkpoint written before artifact builds were timed apart: the record
+        # then has no artifact_seconds (its budget, if any, counted them, as the old rule did)
+        self.artifacts_untracked = False
         self.stopped_by_budget = False
         self.resumed_from: dict[str, int] = {}
         # the code version of every invocation that trained this run (a resumed run spans
@@ -291,7 +294,9 @@ class HarnessContext:
             return None
         self.curve[:] = saved.pop("curve")
         self._clock_offset, self._clock_start = saved.pop("elapsed"), time.monotonic()
-        self._artifact_offset = saved.pop("artifact_seconds", 0.0)  # older checkpoints: none
+        if "artifact_seconds" not in saved:  # an older checkpoint: its clock had them in
+            self.artifacts_untracked = True
+        self._artifact_offset = saved.pop("artifact_seconds", 0.0)
         self._artifact_base = self.cache.build_seconds
         self.resumed_from[stage] = saved["epoch"]
         earlier = [c for c in saved.pop("commits", []) if c not in self.commits]
@@ -499,7 +504,11 @@ def execute_run(
     diagnostics = {
         "train_seconds": round(train_seconds, 2),
         # of train_seconds: artifacts built on a cold cache (outside any time budget)
-        "artifact_seconds": round(ctx.artifact_seconds(), 2),
+        **(
+            {}
+            if ctx.artifacts_untracked
+            else {"artifact_seconds": round(ctx.artifact_seconds(), 2)}
+        ),
         "eval_seconds": round(eval_seconds, 2),
         "test_users_per_second": round(len(test_ranks) / max(eval_seconds, 1e-9), 1),
         "peak_rss_mb": round(memory.peak_mb, 1),
@@ -839,6 +848,30 @@ def _run_claimed(
                 f"is saved to {checkpoint}; add --force to retrain and save it"
             )
         return RunOutcome(spec, "skipped", existing, path)
+    # The epoch checkpoints are keyed by the spec, not the results folder: the same run into
+    # another folder must not write them at the same time (claims are per results folder).
+    slot = try_claim(checkpoints.folder.with_name(f"{checkpoints.folder.name}.lock"))
+    if slot is None:
+        logger.log(
+            SUMMARY,
+            f"  {spec.model} on {spec.dataset} seed {spec.seed}: its epoch checkpoints "
+            f"({checkpoints.folder}) are in use by another worker (the same run into another "
+            "results folder); left to it, run again when it is done",
+        )
+        return RunOutcome(spec, "claimed", existing, path)
+    try:
+        return _train_and_record(
+            spec, cls, config, data, stats, protocol, path, inputs, checkpoints, device, quiet,
+            checkpoint, stop_at, claim,
+        )  # fmt: skip
+    finally:
+        slot.release()
+
+
+def _train_and_record(
+    spec, cls, config, data, stats, protocol, path, inputs, checkpoints, device, quiet,
+    checkpoint, stop_at, claim,
+) -> RunOutcome:  # fmt: skip
     record = RunRecord(
         run_id=spec.run_id,
         status="running",

@@ -39,12 +39,11 @@ def wilcoxon_p(reference: pd.Series, other: pd.Series) -> float:
 
 def paired_t_p(method: np.ndarray, base: np.ndarray) -> float:
     """Two-sided paired t-test p-value over seeds (one mean per seed each); NaN for fewer than
-    two seeds. Identical differences on every seed have no spread: p 0 if they differ, else 1."""
+    two seeds, and for differences without spread (identical on every seed), where the test is
+    undefined."""
     differences = np.asarray(method, dtype=float) - np.asarray(base, dtype=float)
-    if len(differences) < 2:
+    if len(differences) < 2 or np.all(differences == differences[0]):
         return float("nan")
-    if np.all(differences == differences[0]):
-        return 0.0 if differences[0] else 1.0
     return float(ttest_rel(method, base).pvalue)
 
 

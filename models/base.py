@@ -30,6 +30,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -141,6 +142,8 @@ def _checked_value(key: str, value: Any, target: str, optional: bool, source: st
         return None
     if target == "int" and isinstance(value, float) and value.is_integer():
         return int(value)
+    if target == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)  # a YAML `1` for a float field: checked as a float, not an int
     if target.startswith(("tuple", "list")) and isinstance(value, (list, tuple)):
         kind = int if "int" in target else (int, float)
         if all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
@@ -195,6 +198,19 @@ def coerce_field(cls: type, key: str, value: Any, source: str = "--set") -> Any:
             f"config key {key!r}: cannot read {value!r} as {target} (from {source})"
         ) from None
     return value
+
+
+def folder_stamp(path: str) -> str | None:
+    """A hash of a folder's file names, sizes and modification times (None if ``path`` is not
+    a folder): what tells a local model folder's contents apart, without reading its weights."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha1()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 @dataclass

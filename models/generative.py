@@ -28,7 +28,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.base import ConfigError, FitContext, ModelConfig, NetModel, SequenceData
+from models.base import (
+    ConfigError,
+    FitContext,
+    ModelConfig,
+    NetModel,
+    SequenceData,
+    folder_stamp,
+)
 from models.components.beam_search import PrefixTrie, constrained_beam_search
 from models.components.quantizer import (
     RQVAE,
@@ -180,8 +187,12 @@ class GenerativeRecommender(NetModel):
 
     @classmethod
     def input_fingerprints(cls, config: ModelConfig, data: SequenceData) -> dict[str, str]:
-        """Also the external ID file's IDs: its path is in the spec, its content is not."""
+        """Also the weights of a local encoder folder and the external ID file's IDs: their
+        paths are in the spec, their contents are not."""
         out = super().input_fingerprints(config, data)
+        encoder_files = folder_stamp(getattr(config, "encoder", ""))
+        if encoder_files:
+            out["encoder_files"] = encoder_files
         sid_file = getattr(config, "sid_file", "")
         if sid_file:
             try:

@@ -19,6 +19,7 @@ from models.components.quantizer import (
     sdud_loss,
     train_rqvae,
 )
+from models.errors import TrainingDiverged
 
 torch.set_num_threads(1)
 
@@ -275,3 +276,11 @@ def test_kmeans_init_sees_at_least_four_items_per_codeword_so_deep_levels_do_not
     codes = train_rqvae(x, small, seed=0).encode_codes(torch.as_tensor(x))
     used = [len(np.unique(codes[:, level])) for level in range(3)]
     assert min(used) >= 12, used
+
+
+def test_a_diverged_rqvae_fails_before_its_codes_can_be_cached():
+    x = blobs(64)
+    x[3] = np.nan  # one damaged embedding poisons the loss
+    cfg = RQVAEConfig(levels=2, codebook_size=8, hidden=(16,), latent=4, epochs=2, batch_size=32)
+    with pytest.raises(TrainingDiverged, match="RQ-VAE tokenizer diverged at epoch 0"):
+        train_rqvae(x, cfg, seed=0)

@@ -457,3 +457,23 @@ def test_the_time_budget_leaves_out_building_artifacts(tmp_path, tiny_data):
     assert cache.build_seconds == hits
     time.sleep(0.7)
     assert ctx.out_of_budget()
+
+
+def test_the_same_run_into_two_results_folders_never_shares_its_checkpoints_at_once(tmp_path):
+    """Claims are per results folder; the epoch checkpoints are per spec: a second worker
+    training the same spec into another folder leaves the run to the first."""
+    from benchmark.claims import try_claim
+    from benchmark.data import cache_root
+    from benchmark.runner import plan_runs, resolve_configs
+
+    protocol = runner.Protocol()
+    configs = resolve_configs(["pop"], ["ml-tiny"], "smoke", [])
+    (spec,) = plan_runs(["pop"], ["ml-tiny"], profile="smoke", seeds=[0], overrides=[],
+                        protocol=protocol, configs=configs)  # fmt: skip
+    slot = try_claim(cache_root() / "checkpoints" / f"{spec.checkpoint_key}.lock")
+    try:
+        held = run_batch(["pop"], results_dir=tmp_path / "b", **SMOKE)[0]
+    finally:
+        slot.release()
+    assert held.status == "claimed" and not (tmp_path / "b" / "runs").exists()
+    assert run_batch(["pop"], results_dir=tmp_path / "b", **SMOKE)[0].status == "ok"

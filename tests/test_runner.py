@@ -168,10 +168,13 @@ def test_the_recorded_commit_is_read_once_per_process(monkeypatch, tmp_path):
     from benchmark import records
 
     heads = iter(["a" * 40, "b" * 40])
-    diffs = iter(["", "diff --git a/models/tiger.py b/models/tiger.py\n"])
+    diffs = iter([b"", b"diff --git a/models/tiger.py b/models/tiger.py\n"])
 
     def fake_git(command, **kwargs):
-        out = next(heads) if command[1] == "rev-parse" else next(diffs)
+        if command[1] == "rev-parse":
+            out = next(heads)
+        else:  # the tracked files' diff; no untracked files
+            out = next(diffs) if "diff" in command else b""
         return subprocess.CompletedProcess(command, 0, stdout=out, stderr="")
 
     records.code_state.cache_clear()

@@ -41,6 +41,7 @@ from models.components.tokenizer_losses import (
     diversity_loss,
     sdud_loss,
 )
+from models.errors import TrainingDiverged
 
 __all__ = [
     "Assignment",
@@ -405,6 +406,7 @@ def train_rqvae(
         for epoch in epochs:
             if cfg.tau_end is not None:
                 model.quantizer.tau = tau + (cfg.tau_end - tau) * epoch / max(cfg.epochs - 1, 1)
+            total = torch.zeros((), device=device)  # summed on device: one read per epoch
             for index in torch.randperm(len(x), generator=generator).split(cfg.batch_size):
                 index = index.to(device)
                 out = model(x[index])
@@ -416,6 +418,12 @@ def train_rqvae(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                total += loss.detach()
+            if not torch.isfinite(total):  # before the tokenizer is cached and shared
+                raise TrainingDiverged(
+                    f"the RQ-VAE tokenizer diverged at epoch {epoch} (loss {float(total)}); lower "
+                    "rq_lr (--set rq_lr=...) or check the item embeddings"
+                )
     return model.eval()
 
 
