@@ -329,9 +329,10 @@ class UniGRec(JointTokenizerMixin, GenerativeRecommender):
         """
         c = self.config
         targets = targets.to(mask.device)
-        _, inverse = torch.unique(targets, return_inverse=True)
+        distinct, inverse = torch.unique(targets, return_inverse=True)
         rows = torch.arange(len(targets), device=mask.device)
-        first = rows.new_full((int(inverse.max()) + 1,), len(targets))
+        # len(distinct): a shape the host already knows, not a read of the device's max
+        first = rows.new_full((len(distinct),), len(targets))
         first = first.scatter_reduce(0, inverse, rows, reduce="amin")
         teacher = self.teacher[targets[first]]
 

@@ -92,8 +92,10 @@ def test_training_reads_the_device_once_per_epoch_not_once_per_step(tiny_data, m
 
         return counted
 
-    for name in ("tiger", "diger", "tiger+soda"):
-        model = fitted(name, tiny_data, batch_size=8)
+    # UniGRec in its joint stage, code distillation on from the first epoch
+    for name, extra in (("tiger", {}), ("diger", {}), ("tiger+soda", {}),
+                        ("unigrec", {"distill_start_epoch": 0, "finetune_epochs": 0})):  # fmt: skip
+        model = fitted(name, tiny_data, batch_size=8, **extra)
         reads.clear()
         with monkeypatch.context() as patch:
             for method in ("item", "__float__", "tolist", "__int__", "__bool__", "__index__"):
