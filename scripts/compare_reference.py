@@ -504,7 +504,11 @@ def write_report(args: argparse.Namespace, work: Path, venv: Path, seeds: list[i
         side, curves, _ = our_side(args.dataset, seeds, settings, label, skip_missing=True)
         if not side["seeds"]:
             continue
-        side["verdict"] = {m: verdict_for(side[m], ref[m]) for m in ("recall@10", "ndcg@10")}
+        # against the reference on the same seeds (the ablation may have fewer)
+        same = {
+            m: [ref[m][seeds.index(s)] for s in side["seeds"]] for m in ("recall@10", "ndcg@10")
+        }
+        side["verdict"] = {m: verdict_for(side[m], same[m]) for m in same}
         variants[label] = {**side, "curves": curves}
     report = {
         "dataset": args.dataset,
