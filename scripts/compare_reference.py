@@ -332,11 +332,12 @@ def ours_results_dir() -> Path:
     return REPO / "results" / "reference"
 
 
-def run_ours(args, inputs: dict[str, Any], s: dict[str, Any], seed: int) -> None:
-    sets = {
+def our_overrides(size: str, inputs: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
+    """``--set`` values of our side (the report finds our records by them)."""
+    return {
         "tokenizer": "external",
         "sid_file": inputs["sid_file"],
-        **{k: s[k] for k in SIZES[args.size]},
+        **{k: s[k] for k in SIZES[size]},
         "dropout": s["dropout"],
         "lr": s["lr"],
         "weight_decay": s["weight_decay"],
@@ -348,6 +349,10 @@ def run_ours(args, inputs: dict[str, Any], s: dict[str, Any], seed: int) -> None
         "beam_size": s["beam"],
         "train_pairs_per_user": 0,
     }
+
+
+def run_ours(args, inputs: dict[str, Any], s: dict[str, Any], seed: int) -> None:
+    sets = our_overrides(args.size, inputs, s)
     cmd = [
         sys.executable,
         "-m",
@@ -495,13 +500,14 @@ def write_report(args: argparse.Namespace, work: Path, venv: Path, seeds: list[i
 
     settings = json.loads((work / "settings.json").read_text())
     inputs = json.loads((work / "inputs.json").read_text())
-    ours, ours_curves, ours_env = our_side(args.dataset, seeds, settings, LABEL)
+    expected = our_overrides(args.size, inputs, settings)
+    ours, ours_curves, ours_env = our_side(args.dataset, seeds, expected, LABEL)
     ref, ref_curves = reference_side(work, seeds)
     verdict = {m: verdict_for(ours[m], ref[m]) for m in ("recall@10", "ndcg@10")}
     variants = {}
     for label in ablation_labels(args.dataset):
         # an ablation is reported with the seeds it has finished so far
-        side, curves, _ = our_side(args.dataset, seeds, settings, label, skip_missing=True)
+        side, curves, _ = our_side(args.dataset, seeds, expected, label, skip_missing=True)
         if not side["seeds"]:
             continue
         # against the reference on the same seeds (the ablation may have fewer)
@@ -634,19 +640,19 @@ SIDE_FIELDS = (
 def our_side(
     dataset: str,
     seeds: list[int],
-    settings: dict[str, Any],
+    expected: dict[str, Any],
     label: str,
     skip_missing: bool = False,
     method: str = "tiger",
 ) -> tuple:
     """Per-seed lists (plus run ids and the seeds found), validation curves and environment of
-    our ``method`` records under ``label`` trained with ``settings``' epochs and lr; a seed
-    without a finished record is an error unless ``skip_missing``."""
+    our ``method`` records under ``label`` whose config has every ``expected`` value (the
+    ``--set`` values of our side); a seed without one is an error unless ``skip_missing``."""
     ours: dict[str, list] = {k: [] for k in (*SIDE_FIELDS, "run_id", "seeds")}
     curves, env = {}, None
     folder = ours_results_dir() / "runs" / dataset / method
     for seed in seeds:
-        record = find_our_record(folder, seed, settings, label)
+        record = find_our_record(folder, seed, expected, label)
         if record is None:
             if skip_missing:
                 continue
@@ -690,7 +696,9 @@ def reference_side(work: Path, seeds: list[int]) -> tuple[dict[str, list], dict]
     return ref, curves
 
 
-def find_our_record(folder: Path, seed: int, settings: dict[str, Any], label: str) -> dict | None:
+def find_our_record(folder: Path, seed: int, expected: dict[str, Any], label: str) -> dict | None:
+    """The finished record of ``seed`` under ``label`` trained with every ``expected`` config
+    value (a record of another size, schedule or ID file is not this comparison's)."""
     from benchmark.records import read_record
 
     for path in sorted(folder.glob("*.json")):
@@ -700,9 +708,20 @@ def find_our_record(folder: Path, seed: int, settings: dict[str, Any], label: st
         if record.get("spec", {}).get("label") != label:
             continue
         config = record.get("model", {}).get("config", {})
-        if config.get("epochs") == settings["epochs"] and config.get("lr") == settings["lr"]:
+        if all(_same_value(config.get(key), value) for key, value in expected.items()):
             return record
     return None
+
+
+def _same_value(recorded: Any, given: Any) -> bool:
+    """A recorded config value against a ``--set`` value (``"512,256"`` for a tuple, a number
+    given as text)."""
+    if isinstance(recorded, (list, tuple)):
+        recorded = ",".join(str(v) for v in recorded)
+    try:
+        return float(recorded) == float(given)
+    except (TypeError, ValueError):
+        return str(recorded) == str(given)
 
 
 def train_seconds_per_epoch(curve: list[dict]) -> float:

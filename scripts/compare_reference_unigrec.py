@@ -553,9 +553,9 @@ def write_report(args: argparse.Namespace, work: Path, venv: Path, seeds: list[i
 
     settings = json.loads((work / "settings.json").read_text())
     check = json.loads((work / "data" / "check.json").read_text())
-    # our UniGRec's ``epochs`` field is its joint stage's
-    joint = {**settings, "epochs": settings["joint_epochs"]}
-    ours, ours_curves, ours_env = our_side(args.dataset, seeds, joint, LABEL, method=METHOD)
+    ours, ours_curves, ours_env = our_side(
+        args.dataset, seeds, our_overrides(settings), LABEL, method=METHOD
+    )
     ref, ref_curves = reference_side(work, seeds)
     verdict = {m: verdict_for(ours[m], ref[m]) for m in ("recall@10", "ndcg@10")}
     report = {
