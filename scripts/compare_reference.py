@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.side != "report":
         inputs = write_inputs(args, work)
         settings["warmup_steps"] = warmup_steps(inputs["train_pairs"], settings)
+        check_same_settings(work, settings)
         (work / "settings.json").write_text(json.dumps(settings, indent=1))
     if args.side in ("both", "ours"):
         for seed in seeds:
@@ -169,6 +170,23 @@ def shared_settings(args: argparse.Namespace) -> dict[str, Any]:
         "id_seed": args.id_seed,
         "codebook_size": CODEBOOKS[args.size],
     }
+
+
+def check_same_settings(work: Path, settings: dict[str, Any]) -> None:
+    """A work folder holds one comparison: its cached inputs, reference runs and our records
+    were made under the settings it saved. Other flags need another folder, or the report would
+    state new settings over results trained under the old ones."""
+    path = work / "settings.json"
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text())
+    differ = sorted(k for k in {**saved, **settings} if saved.get(k) != settings.get(k))
+    if differ:
+        raise SystemExit(
+            f"error: {work} holds a comparison made with other settings ({', '.join(differ)} "
+            f"differ: {', '.join(f'{k} {saved.get(k)!r}' for k in differ)}); give these flags "
+            "their own --work folder, or delete that one to start over"
+        )
 
 
 def warmup_steps(train_pairs: int, settings: dict[str, Any]) -> int:

@@ -56,6 +56,7 @@ from scripts.compare_reference import (
     REPO,
     SIDE_FIELDS,
     build_environment,
+    check_same_settings,
     copy_and_patch,
     markdown_table,
     our_side,
@@ -235,12 +236,11 @@ def shared_settings(args: argparse.Namespace, train_pairs: int) -> dict[str, Any
 
 def write_settings(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     path = work / "settings.json"
-    if path.exists():
-        return json.loads(path.read_text())
     from benchmark.data import load_sequence_data
 
     data = load_sequence_data(args.dataset, args.data_dir)
     settings = shared_settings(args, int(len(data.train_targets)))
+    check_same_settings(work, settings)  # flags changed since this folder's runs: refuse
     path.write_text(json.dumps(settings, indent=1))
     return settings
 

@@ -135,3 +135,19 @@ def test_markdown_table_has_every_seed_the_means_and_the_verdict():
     assert "| ours | 61 | 5 | 7 | 9, 8 |" in table
     assert "| 2 | 0.0100 / 0.0050 | 0.0100 / 0.0050 | 0.0200 / 0.0100 | 0.0200 / 0.0100 |" in table
     assert "| 3 |" not in table  # epoch index 2: no reference decode there
+
+
+def test_a_work_folder_refuses_a_comparison_under_other_settings(tmp_path):
+    """Its cached inputs and reference runs were made under the saved settings: new flags
+    would be reported over old results."""
+    import json
+
+    import pytest
+
+    from scripts.compare_reference import check_same_settings
+
+    check_same_settings(tmp_path, {"lr": 0.002})  # a new folder: anything goes
+    (tmp_path / "settings.json").write_text(json.dumps({"lr": 0.002, "id_seed": 0}))
+    check_same_settings(tmp_path, {"lr": 0.002, "id_seed": 0})
+    with pytest.raises(SystemExit, match="other settings .id_seed differ"):
+        check_same_settings(tmp_path, {"lr": 0.002, "id_seed": 1})
