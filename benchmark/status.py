@@ -57,7 +57,10 @@ def unfinished_runs(results_dir: Path) -> list[dict[str, Any]]:
         if key in in_flight:
             continue
         if record is not None and record.status != "paused":
-            if notes.get("outcome") or not _claimed_after(notes, written):
+            # a worker done with the run notes its outcome; claims of older workers say nothing,
+            # and one that only skipped a finished run noted no progress either
+            skipped = record.status == "ok" and "epochs" not in notes
+            if notes.get("outcome") or skipped or not _claimed_after(notes, written):
                 continue  # finished, skipped or failed (and not started again since)
             record = None  # re-run (--force, or after a failure) and killed
         paused = None
