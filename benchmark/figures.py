@@ -156,8 +156,9 @@ def sid_usage(table: Table, palette: Palette) -> Figure | None:
 
 
 def validation_curves(table: Table, palette: Palette) -> Figure | None:
-    """Learning curves: the validation selection metric per epoch and against training
-    wall-clock time (records that logged it), one line per run."""
+    """Learning curves: the validation selection metric per epoch (mean over seeds while every
+    seed is still training, then each longer run's tail) and against training wall-clock time
+    (records that logged it; one line per run: seeds reach an epoch at different times)."""
     metric = table.selection
     rows = [
         {
@@ -182,10 +183,17 @@ def validation_curves(table: Table, palette: Palette) -> Figure | None:
     order = [m for m in palette if m in set(data["model"])]
     style = dict(hue="model", palette=palette, hue_order=order, marker="o", markersize=3)
     style |= dict(style="model", style_order=order, dashes=_dashes(order))
-    # seeds stop at different epochs: a mean's tail would be one seed under a "mean" label, so
-    # one line per run in both panels
-    sns.lineplot(data=data, x="epoch", y="y", units="run", estimator=None, ax=axes[0], **style)
-    axes[0].set(xlabel="epoch", ylabel=f"validation {_label(metric)} (one line per run)")
+    # one line per method: the mean over seeds (band: one std) only up to the last epoch every
+    # seed reached; each longer run's tail thin on its own, never a one-seed "mean"
+    cut = data["model"].map(data.groupby(["model", "run"])["epoch"].max().groupby("model").min())
+    sns.lineplot(data=data[data["epoch"] <= cut], x="epoch", y="y", errorbar="sd", ax=axes[0],
+                 **style)  # fmt: skip
+    tails = data[data["epoch"] >= cut]  # from the cut on: each tail starts where the mean ends
+    tails = tails[tails.groupby("run")["epoch"].transform("size") > 1]
+    if len(tails):
+        thin = {**style, "marker": None, "linewidth": 0.8, "alpha": 0.6, "legend": False}
+        sns.lineplot(data=tails, x="epoch", y="y", units="run", estimator=None, ax=axes[0], **thin)
+    axes[0].set(xlabel="epoch", ylabel=f"validation {_label(metric)} (mean ± std; thin: tails)")
     if len(timed):
         sns.lineplot(
             data=timed.assign(minutes=timed["seconds"] / 60),

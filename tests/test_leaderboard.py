@@ -562,3 +562,21 @@ def test_a_table_whose_runs_read_different_item_texts_says_so(tmp_path: Path) ->
         path.write_text(json.dumps(record))
     md, _, _ = build(tmp_path)
     assert "its runs read 2 different item texts" in md
+
+
+def test_a_learning_curve_means_only_the_epochs_every_seed_reached(tmp_path: Path) -> None:
+    """Seed 1 trains 6 epochs, seed 0 stops after 3: the mean line stops at epoch 2, and seed 1
+    goes on as a thin tail from there (not as a one-seed 'mean')."""
+    from benchmark.figures import validation_curves
+
+    for seed, epochs in ((0, 3), (1, 6)):
+        curve = [
+            {"epoch": e, "ndcg@10": 0.1 * e + seed, "seconds": 10.0 * e} for e in range(epochs)
+        ]
+        write_run(tmp_path, "a", seed, curve=curve)
+    board = build_leaderboard(load_records(tmp_path))
+    figure = validation_curves(board.tables[0], _palette(board.tables))
+    drawn = [line.get_xdata() for line in figure.axes[0].lines if len(line.get_xdata())]
+    assert [0, 1, 2] in [list(x) for x in drawn]  # the mean, over both seeds
+    assert [2, 3, 4, 5] in [list(x) for x in drawn]  # seed 1's tail
+    assert max(max(x) for x in drawn if list(x) != [2, 3, 4, 5]) == 2
