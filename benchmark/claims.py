@@ -104,6 +104,7 @@ NOTE_TYPES: dict[str, type | tuple[type, ...]] = {
     "best_at": int,
     "updated": str,
     "outcome": str,  # the worker was done with the run (ok, skipped, paused, failed, ...)
+    "reports_outcome": bool,  # the worker will note its outcome (a claim without one: killed)
 }
 
 
@@ -124,6 +125,8 @@ def _typed_notes(notes: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fits(value: Any, kind: type | tuple[type, ...]) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
     if isinstance(value, bool) or not isinstance(value, kind):  # a bool is no number
         return False
     return not isinstance(value, int) or abs(value) < 2**63  # formats as a float

@@ -196,7 +196,8 @@ def _grid_args(parser: argparse.ArgumentParser, models_required: bool = True) ->
     parser.add_argument(
         "--tuned",
         action="store_true",
-        help="start from <results-dir>/tuned/<dataset>/<model>.yaml (see `tune`)",
+        help="start from <results-dir>/tuned/<dataset>/<profile>/<model>.yaml (see `tune`; "
+        "refused if searched under another --max-history/--ks/--select)",
     )
     parser.add_argument(
         "--save-models",
@@ -344,6 +345,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="hyperparameter profile the search starts from (default quick)",
     )
     tune.add_argument("--seed", type=_seed, default=0, help="training seed and sampler seed")
+    # the protocol the search selects under; `run --tuned` refuses a config searched under another
+    tune.add_argument(
+        "--max-history", type=_positive_int, default=20, help="items per history (default 20)"
+    )
+    tune.add_argument(
+        "--ks", type=_ks, default=(5, 10, 20), help="cut-offs K of the metrics (default 5,10,20)"
+    )
+    tune.add_argument(
+        "--select",
+        default="ndcg@10",
+        metavar="METRIC@K",
+        help="validation metric the search maximises (default ndcg@10; K must be in --ks)",
+    )
     tune.add_argument(
         "--data-dir", type=Path, default=None, help="dataset files (default: $GENREC_DATA_DIR)"
     )
@@ -521,12 +535,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if len(datasets) != 1:
         raise BenchmarkError("tune searches on one --dataset at a time; run one search per dataset")
     _set_threads(args.threads)
+    from benchmark.data import Protocol
+
     result = tune(
         args.model,
         datasets[0],
         trials=args.trials,
         timeout=args.timeout,
         profile=args.profile,
+        protocol=Protocol(max_history=args.max_history, ks=args.ks, selection=args.select),
         seed=args.seed,
         data_dir=args.data_dir or default_data_dir(),
         results_dir=args.results_dir,
@@ -535,7 +552,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     )
     counts = ", ".join(f"{n} {state}" for state, n in result.counts.items())
     print(f"study {result.study_name}: {counts}")
-    print(f"best validation NDCG@10 {result.best_value:.4f} (trial {result.best_trial}):")
+    print(f"best validation {args.select} {result.best_value:.4f} (trial {result.best_trial}):")
     for key, value in result.best_params.items():
         print(f"  {key}: {value}")
     print(f"tuned config: {result.path}")
@@ -659,9 +676,12 @@ def cmd_launch(args: argparse.Namespace) -> int:
         folder = args.results_dir / "tune" / datasets[0]
         storage = args.storage or f"journal:{folder / (args.tune + '.journal')}"
         log_dir = args.log_dir or args.results_dir / "launch" / f"tune-{args.tune}"
+        from benchmark.data import Protocol
+
         kwargs = dict(
             trials=args.trials,
             profile=args.profile,
+            protocol=Protocol(max_history=args.max_history, ks=args.ks, selection=args.select),
             data_dir=args.data_dir or _default_data_dir(),
             results_dir=args.results_dir,
             storage=storage,

@@ -574,7 +574,9 @@ def _significance(table: Table, stats: pd.DataFrame) -> pd.DataFrame:
     per column. ``worse``: the model's mean over those users and seeds is below the best's (the
     † of the tables marks only that). Models tied with the best at the shown precision share
     its bold and are not tested."""
-    seeds = table.runs.groupby("model")["seed"].agg(lambda s: tuple(sorted(set(s))))
+    # the seeds with per-user ranks: a seed without them would silently drop out of one side
+    ranked = table.runs[table.runs["ranks"].notna() & table.runs["users"].notna()]
+    seeds = ranked.groupby("model")["seed"].agg(lambda s: tuple(sorted(set(s)))).to_dict()
     scores: dict[tuple[str, str, tuple[int, ...]], pd.Series] = {}
 
     def per_user(model: str, metric: str, on: tuple[int, ...]) -> pd.Series:
@@ -587,13 +589,13 @@ def _significance(table: Table, stats: pd.DataFrame) -> pd.DataFrame:
         means = stats[stats["metric"] == metric].set_index("model")["mean"].dropna()
         ordered = means.sort_values(ascending=False, kind="stable").index
         # the best model that can be tested (a record without per-user ranks cannot)
-        best = next((m for m in ordered if not per_user(m, metric, seeds[m]).empty), None)
+        best = next((m for m in ordered if m in seeds), None)
         if best is None:
             continue
         tied = means.round(DIGITS) == round(means[best], DIGITS)
         tested: dict[str, tuple[float, bool]] = {}
         for model in means.index[~tied]:
-            shared = tuple(sorted(set(seeds[model]) & set(seeds[best])))
+            shared = tuple(sorted(set(seeds.get(model, ())) & set(seeds[best])))
             reference, other = per_user(best, metric, shared), per_user(model, metric, shared)
             p = wilcoxon_p(reference, other) if shared else float("nan")
             if not np.isnan(p):

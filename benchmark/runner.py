@@ -294,8 +294,8 @@ class HarnessContext:
             return None
         self.curve[:] = saved.pop("curve")
         self._clock_offset, self._clock_start = saved.pop("elapsed"), time.monotonic()
-        if "artifact_seconds" not in saved:  # an older checkpoint: its clock had them in
-            self.artifacts_untracked = True
+        if "artifact_seconds" not in saved or saved.pop("artifacts_untracked", False):
+            self.artifacts_untracked = True  # an older checkpoint (or one resumed from one)
         self._artifact_offset = saved.pop("artifact_seconds", 0.0)
         self._artifact_base = self.cache.build_seconds
         self.resumed_from[stage] = saved["epoch"]
@@ -314,6 +314,7 @@ class HarnessContext:
             return
         extra = {"curve": self.curve, "elapsed": self.elapsed(), "commits": self.commits}
         extra["artifact_seconds"] = self.artifact_seconds()
+        extra["artifacts_untracked"] = self.artifacts_untracked  # sticks across resumes
         if self.inputs is not None:
             extra["inputs"] = self.inputs
         self.checkpoints.save(stage, {**state, **extra})
@@ -787,7 +788,12 @@ def _run_one(spec, cls, config, data, stats, protocol, results_dir, *args, **kwa
             f"{owner.get('host', '?')} pid {owner.get('pid', '?')}; left to it",
         )
         return RunOutcome(spec, "claimed", read_record(path), path)
-    claim.note(dataset=spec.dataset, model=spec.model, seed=spec.seed, run_id=spec.run_id)
+    # reports_outcome: this worker notes the outcome when done, so a claim without one was
+    # killed (``status``; claims of older workers carry neither)
+    claim.note(
+        dataset=spec.dataset, model=spec.model, seed=spec.seed, run_id=spec.run_id,
+        reports_outcome=True,
+    )  # fmt: skip
     try:
         outcome = _run_claimed(
             spec, cls, config, data, stats, protocol, results_dir, *args, **kwargs, claim=claim
@@ -830,8 +836,6 @@ def _run_claimed(
             path.replace(aside)
             logger.warning(f"{exc}; moved to {aside.name} and re-running")
     checkpoints = RunCheckpoints(cache_root() / "checkpoints", spec.checkpoint_key)
-    if force:
-        checkpoints.clear()
     inputs = cls.input_fingerprints(config, data)
     changed = changed_inputs(record_inputs(existing or {}), inputs)
     if existing and existing.get("status") == "ok" and changed and not force:
@@ -860,6 +864,8 @@ def _run_claimed(
         )
         return RunOutcome(spec, "claimed", existing, path)
     try:
+        if force:  # only once the slot is held: never under another worker's feet
+            checkpoints.clear()
         return _train_and_record(
             spec, cls, config, data, stats, protocol, path, inputs, checkpoints, device, quiet,
             checkpoint, stop_at, claim,

@@ -56,11 +56,16 @@ def unfinished_runs(results_dir: Path) -> list[dict[str, Any]]:
         (record, written), notes = records.get(key, (None, 0.0)), left.get(key, {})
         if key in in_flight:
             continue
+        if notes.get("outcome") == "claimed":
+            continue  # that worker left the run to another one and trained nothing
         if record is not None and record.status != "paused":
-            # a worker done with the run notes its outcome; claims of older workers say nothing,
-            # and one that only skipped a finished run noted no progress either
-            skipped = record.status == "ok" and "epochs" not in notes
-            if notes.get("outcome") or skipped or not _claimed_after(notes, written):
+            # a worker done with the run notes its outcome; claims of workers from before that
+            # note say nothing, and one of those that only skipped a finished run noted no
+            # progress either
+            legacy_skip = (
+                record.status == "ok" and "epochs" not in notes and not notes.get("reports_outcome")
+            )
+            if notes.get("outcome") or legacy_skip or not _claimed_after(notes, written):
                 continue  # finished, skipped or failed (and not started again since)
             record = None  # re-run (--force, or after a failure) and killed
         paused = None

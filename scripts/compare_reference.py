@@ -532,7 +532,9 @@ def write_report(args: argparse.Namespace, work: Path, venv: Path, seeds: list[i
         same = {
             m: [ref[m][seeds.index(s)] for s in side["seeds"]] for m in ("recall@10", "ndcg@10")
         }
-        side["verdict"] = {m: verdict_for(side[m], same[m]) for m in same}
+        side["verdict"] = {
+            m: verdict_for(side[m], same[m], max(ref[m]) - min(ref[m])) for m in same
+        }
         variants[label] = {**side, "curves": curves}
     report = {
         "dataset": args.dataset,
@@ -750,10 +752,12 @@ def train_seconds_per_epoch(curve: list[dict]) -> float:
     return statistics.mean(steps) if steps else curve[0]["seconds"]
 
 
-def verdict_for(ours: list[float], ref: list[float]) -> dict[str, Any]:
-    """Pass when the means differ by at most the larger seed spread (max - min) or 10%."""
+def verdict_for(ours: list[float], ref: list[float], ref_spread: float = 0.0) -> dict[str, Any]:
+    """Pass when the means differ by at most the larger seed spread (max - min) or 10%;
+    ``ref_spread``: the reference's spread over all its seeds, for a side compared on fewer
+    (one seed has no spread of its own)."""
     a, b = statistics.mean(ours), statistics.mean(ref)
-    spread = max(max(ours) - min(ours), max(ref) - min(ref))
+    spread = max(max(ours) - min(ours), max(ref) - min(ref), ref_spread)
     difference = a - b
     relative = difference / b if b else math.inf
     return {

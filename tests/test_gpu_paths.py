@@ -70,7 +70,9 @@ def test_training_reads_the_device_once_per_epoch_not_once_per_step(tiny_data, m
     """Every ``.item()`` / ``float(tensor)`` / ``int(tensor)`` / ``bool(tensor)`` / ``.tolist()``
     of a device tensor in our training code waits for the GPU; the loop of each semantic-ID
     family (and SODA's statistics) may read once per epoch. (Optimizer internals read CPU-side
-    step counters, which never wait for a GPU.)"""
+    step counters, which never wait for a GPU. Out of this counter's reach: torch ops whose
+    output size depends on the data, such as the ``torch.unique`` of DIGER's and UniGRec's
+    batches, which wait for the GPU inside torch.)"""
     import traceback
 
     from tests.conftest import REPO

@@ -181,6 +181,23 @@ def test_status_does_not_take_a_skipped_finished_run_for_an_interrupted_one(tmp_
     assert unfinished_runs(tmp_path) == []
 
 
+def test_status_names_a_forced_rerun_killed_before_its_first_epoch(tmp_path, monkeypatch):
+    from benchmark.status import unfinished_runs
+
+    assert run_batch(["sasrec"], results_dir=tmp_path, **SMOKE)[0].status == "ok"
+    time.sleep(0.05)
+    with monkeypatch.context() as patch:
+
+        def killed(*args, **kwargs):
+            raise Killed
+
+        patch.setattr(runner.HarnessContext, "validate", killed)
+        with pytest.raises(Killed):
+            run_batch(["sasrec"], results_dir=tmp_path, force=True, **SMOKE)
+    (row,) = unfinished_runs(tmp_path)
+    assert row["state"] == "interrupted"
+
+
 DAMAGED = {"best": "x", "last": [1], "best_at": "1", "epochs": "3", "seed": True,
            "train_minutes": None, "pid": "7", "since": "yesterday"}  # fmt: skip
 
@@ -476,4 +493,32 @@ def test_the_same_run_into_two_results_folders_never_shares_its_checkpoints_at_o
     finally:
         slot.release()
     assert held.status == "claimed" and not (tmp_path / "b" / "runs").exists()
+    from benchmark.status import unfinished_runs
+
+    assert unfinished_runs(tmp_path / "b") == []  # left to the other worker: not a dead one
     assert run_batch(["pop"], results_dir=tmp_path / "b", **SMOKE)[0].status == "ok"
+
+
+def test_a_run_resumed_from_a_checkpoint_older_than_artifact_timing_stays_marked(
+    tmp_path, tiny_data
+):
+    """Its clock charged artifact builds before: every later resume keeps it an old-rule run
+    (no artifact_seconds in its record), not only the first."""
+    from benchmark.cache import DiskCache
+    from benchmark.checkpoints import RunCheckpoints
+    from benchmark.data import Protocol
+    from benchmark.runner import HarnessContext
+
+    slot = RunCheckpoints(tmp_path / "checkpoints", "k")
+    slot.save("recommender", {"epoch": 0, "finished": False, "curve": [], "elapsed": 1.0})
+
+    def resumed() -> HarnessContext:
+        ctx = HarnessContext(None, tiny_data, Protocol(), 0, DiskCache(tmp_path / "a"),
+                             torch.device("cpu"), checkpoints=slot)  # fmt: skip
+        assert ctx.resume("recommender") is not None
+        return ctx
+
+    first = resumed()
+    assert first.artifacts_untracked
+    first.checkpoint("recommender", {"epoch": 1, "finished": False})
+    assert resumed().artifacts_untracked

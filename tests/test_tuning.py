@@ -84,6 +84,9 @@ def test_resume_counts_earlier_trials_and_run_tuned_uses_the_yaml(tmp_path, smal
     (record_path,) = (tmp_path / "runs" / "ml-tiny" / "sasrec").glob("*.json")
     config = json.loads(record_path.read_text())["model"]["config"]
     assert {key: config[key] for key in tuned} == tuned
+    capsys.readouterr()
+    assert main([*args, "--tuned", "--max-history", "10", "--quiet"]) == 2  # another protocol
+    assert "searched under another protocol" in capsys.readouterr().err
 
     # `launch --tuned` expands the same runs (a tuned grid on a cluster), plain `launch` others.
     status = ["launch", "--models", "sasrec", *CLI_TINY, "--results-dir", str(tmp_path), "--status"]
@@ -100,7 +103,7 @@ def test_two_workers_add_trials_to_one_study(tmp_path):
     # A timeout (not a trial count) makes each worker run at least one trial, however the two
     # interleave; --trials is far away.
     command += ["--trials", "50", "--timeout", "2", "--storage", url, "--threads", "1"]
-    command += ["--results-dir", str(tmp_path), "--quiet"]
+    command += ["--results-dir", str(tmp_path), "--quiet", "--max-history", "10"]
     workers = [
         subprocess.Popen(command, cwd=REPO, env=os.environ.copy(), stdout=subprocess.PIPE)
         for _ in range(2)
@@ -114,8 +117,10 @@ def test_two_workers_add_trials_to_one_study(tmp_path):
     assert sorted(t.number for t in trials) == list(range(len(trials)))
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers contributed
     assert study.user_attrs["budget"] == {"trials": 50, "timeout_s": 2.0}
+    assert study.user_attrs["protocol"]["max_history"] == 10  # tune's protocol flags reach it
     assert not (tmp_path / "tune").exists()  # --storage replaces the default SQLite file
-    assert tuning.load_tuned(tmp_path, "sasrec", "ml-tiny", "smoke") == study.best_params
+    protocol = Protocol(max_history=10)
+    assert tuning.load_tuned(tmp_path, "sasrec", "ml-tiny", "smoke", protocol) == study.best_params
 
 
 def test_model_without_search_space_is_a_clear_error(tmp_path, capsys):
