@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from benchmark.atomic import torch_save_atomic
 from benchmark.cache import DiskCache, key_hash
-from benchmark.checkpoints import RunCheckpoints
+from benchmark.checkpoints import RunCheckpoints, extend_from_capped, keep_capped
 from benchmark.claims import Claim, claim_owner, try_claim
 from benchmark.data import Protocol, cache_root, dataset_stats, load_sequence_data
 from benchmark.datasets import check_dataset
@@ -44,7 +44,7 @@ from benchmark.records import (
 from benchmark.registry import Registry, UnknownNameError
 from models.base import Model, ModelConfig, ModelPlugin, SequenceData
 from models.catalog import MODELS, PLUGINS
-from models.training import capped_stages, seed_everything
+from models.training import STAGE_CAPS, capped_stages, seed_everything
 
 TEACHER_MODEL = "sasrec"
 TEACHER_PROFILE = "quick"
@@ -152,6 +152,20 @@ class RunSpec:
     def run_id(self) -> str:
         spec = {k: v for k, v in asdict(self).items() if v is not None}  # stable ids of old runs
         return key_hash(spec)[:12]
+
+    @property
+    def capped_key(self) -> str | None:
+        """The checkpoint key without the epoch caps (``STAGE_CAPS``): where a finished run
+        whose stage ended at its cap leaves its checkpoints, for the same run with a larger
+        cap. None when the schedule reads the cap (cosine): a larger one changes every step."""
+        if self.config.get("lr_schedule") == "cosine":
+            return None
+        config = {k: v for k, v in self.config.items() if k not in STAGE_CAPS.values()}
+        spec = {k: v for k, v in asdict(self).items() if k not in ("budget_minutes", "label")}
+        return key_hash({**spec, "config": config})[:12]
+
+    def stage_caps(self) -> dict[str, int]:
+        return {stage: self.config[key] for stage, key in STAGE_CAPS.items() if key in self.config}
 
     @property
     def checkpoint_key(self) -> str:
@@ -874,10 +888,20 @@ def _run_claimed(
         slot.release()
 
 
+def capped_root(spec: RunSpec) -> Path:
+    return cache_root() / "checkpoints" / "capped" / str(spec.capped_key)
+
+
 def _train_and_record(
     spec, cls, config, data, stats, protocol, path, inputs, checkpoints, device, quiet,
     checkpoint, stop_at, claim,
 ) -> RunOutcome:  # fmt: skip
+    # (not under a time budget: the capped run's epochs would count against it, and an
+    # uninterrupted budgeted run may have stopped before them)
+    if spec.capped_key and spec.budget_minutes is None:
+        reopened = extend_from_capped(checkpoints, capped_root(spec), spec.stage_caps())
+        if reopened:
+            logger.info(f"  continuing stage {reopened} of the same run under a smaller cap")
     record = RunRecord(
         run_id=spec.run_id,
         status="running",
@@ -914,8 +938,14 @@ def _train_and_record(
         for key, value in result.items():
             setattr(record, key, value)
         record.status = "ok"
-        if not result["diagnostics"]["stopped_by_budget"]:
-            checkpoints.clear()  # converged: nothing left to continue
+        diagnostics = result["diagnostics"]
+        if not diagnostics["stopped_by_budget"]:
+            capped = capped_stages(diagnostics)
+            if capped and spec.capped_key:  # a larger cap can continue it: keep the epochs
+                keep_capped(checkpoints, capped_root(spec), diagnostics["stopped_by"],
+                            spec.stage_caps())  # fmt: skip
+            else:
+                checkpoints.clear()  # converged: nothing left to continue
     except (KeyboardInterrupt, BrokenPipeError):
         raise  # stopped from outside (or its reader left): as a kill, resumable, no record
     except RunPaused as paused:
@@ -950,7 +980,7 @@ def summary_line(record: dict[str, Any]) -> str:
     epochs = f", best epoch {best}" if best is not None else ""
     capped = capped_stages(diag)
     if capped and not diag.get("stopped_by_budget"):
-        epochs += f" (stage {', '.join(capped)} ended at the epoch cap: raise epochs=)"
+        epochs += f" (stage {', '.join(capped)} ended at the epoch cap: a larger cap continues it)"
     return (
         f"{head}: test {metrics} | train {diag['train_seconds']:.0f}s{epochs}, "
         f"eval {diag['eval_seconds']:.0f}s, peak {diag['peak_rss_mb']:.0f} MB"

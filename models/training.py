@@ -97,6 +97,8 @@ def lr_schedule(
 
 
 STOPPED_EARLY, EPOCH_CAP, TIME_BUDGET = "early stopping", "epoch cap", "time budget"
+# the config key that caps each training stage's epochs
+STAGE_CAPS = {"recommender": "epochs", "finetune": "finetune_epochs"}
 
 
 def capped_stages(diagnostics: dict[str, Any]) -> list[str]:
@@ -195,8 +197,10 @@ def train_epochs_with_resume(
             "stopped": stopped,
             "model": model.state_dict(),
             "extras": model.resume_extras(),
-            "optimizer": None if finished else optimizer.state_dict(),
-            "scheduler": None if finished or scheduler is None else scheduler.state_dict(),
+            # kept when finished too: a stage that ended at its epoch cap can then go on under
+            # a larger cap (benchmark.checkpoints.extend_from_capped)
+            "optimizer": optimizer.state_dict(),
+            "scheduler": None if scheduler is None else scheduler.state_dict(),
             "stopper": stopper.state_dict(),
             "rng": rng_state(),
         }

@@ -522,3 +522,30 @@ def test_a_run_resumed_from_a_checkpoint_older_than_artifact_timing_stays_marked
     assert first.artifacts_untracked
     first.checkpoint("recommender", {"epoch": 1, "finished": False})
     assert resumed().artifacts_untracked
+
+
+@pytest.mark.parametrize(
+    ("model", "short", "long", "reopened"),
+    [
+        ("tiger", ["epochs=2"], ["epochs=4"], "recommender"),
+        # UniGRec: its joint stage keeps its cap, the fine-tuning stage gets a larger one
+        ("unigrec", ["epochs=2", "finetune_epochs=2"], ["epochs=2", "finetune_epochs=3"],
+         "finetune"),
+    ],
+)  # fmt: skip
+def test_a_run_capped_by_epochs_continues_under_a_larger_cap(
+    tmp_path, monkeypatch, model, short, long, reopened
+):
+    """Raising the cap of a run whose stage ended at it trains only the extra epochs, and gives
+    the record an uninterrupted run with the larger cap gives."""
+    patience = ["patience=10", "finetune_patience=10"] if model == "unigrec" else ["patience=10"]
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "fresh"))
+    whole = run_batch([model], results_dir=tmp_path / "a", overrides=[*long, *patience], **SMOKE)
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))
+    capped = run_batch([model], results_dir=tmp_path / "b", overrides=[*short, *patience], **SMOKE)
+    assert capped[0].record["diagnostics"]["stopped_by"][reopened] == "epoch cap"
+    longer = run_batch([model], results_dir=tmp_path / "b", overrides=[*long, *patience], **SMOKE)
+    assert longer[0].status == "ok", longer[0].record.get("traceback")
+    resumed = longer[0].record["diagnostics"]["resumed_from"]
+    assert reopened in resumed and resumed[reopened] >= 1  # continued, not started over
+    same_result(record(whole[0]), record(longer[0]))
