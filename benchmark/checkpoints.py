@@ -18,6 +18,7 @@ the larger cap gives (the schedules read no cap, except the cosine, which is nev
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -25,7 +26,8 @@ from typing import Any
 
 import torch
 
-from benchmark.atomic import torch_save_atomic
+from benchmark.atomic import torch_save_atomic, write_json_atomic
+from benchmark.claims import exclusive
 from models.training import EPOCH_CAP
 
 _STAGE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -64,47 +66,74 @@ class RunCheckpoints:
 
 
 def keep_capped(checkpoints: RunCheckpoints, root: Path, stopped_by: dict[str, str],
-                caps: dict[str, int]) -> Path:  # fmt: skip
-    """Move a finished run's checkpoints to ``root`` (replacing what was there), with the
-    order in which its stages ended, what ended each and each one's cap."""
-    shutil.rmtree(root, ignore_errors=True)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(checkpoints.folder), str(root))
-    meta = {"stages": list(stopped_by), "stopped_by": stopped_by, "caps": caps}
-    (root / "capped.json").write_text(json.dumps(meta))
+                caps: dict[str, int], device: str) -> Path:  # fmt: skip
+    """Publish a finished run's checkpoints as ``root`` (replacing what was there), with the
+    order in which its stages ended, what ended each, each one's cap and the device: staged
+    in a sibling folder and swapped in under ``root``'s lock, so a reader never pairs one
+    run's description with another's files."""
+    meta = {"stages": list(stopped_by), "stopped_by": stopped_by, "caps": caps, "device": device}
+    write_json_atomic(checkpoints.folder / "capped.json", meta)
+    with exclusive(_lock(root)):
+        staged = root.with_name(f".{root.name}.{os.getpid()}.new")
+        old = root.with_name(f".{root.name}.{os.getpid()}.old")
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.move(str(checkpoints.folder), str(staged))
+        if root.exists():
+            root.rename(old)
+        staged.rename(root)
+        shutil.rmtree(old, ignore_errors=True)
     return root
 
 
-def extend_from_capped(checkpoints: RunCheckpoints, root: Path, caps: dict[str, int]) -> str | None:
+def drop_capped(root: Path) -> None:
+    """Forget a capped run (a longer one has finished from it without reaching its cap)."""
+    with exclusive(_lock(root)):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def extend_from_capped(
+    checkpoints: RunCheckpoints, root: Path, caps: dict[str, int], device: str
+) -> str | None:
     """Seed an empty ``checkpoints`` from a capped run under ``root`` whose only difference is
     its caps: stages with the same cap are taken as finished; the first one that ended at a
     smaller cap than ``caps`` says is reopened after its last epoch; later stages start over
-    (they trained after a shorter one). Returns the reopened stage (None: nothing to extend)."""
-    meta_path = root / "capped.json"
-    if checkpoints.exists() or not meta_path.is_file():
+    (they trained after a shorter one). Returns the reopened stage; None (nothing extended)
+    also for anything unreadable, or a run trained on another device."""
+    if checkpoints.exists() or not (root / "capped.json").is_file():
         return None
-    try:
-        meta = json.loads(meta_path.read_text())
-        stages, stopped_by, old_caps = meta["stages"], meta["stopped_by"], meta["caps"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    capped = RunCheckpoints(root.parent, root.name)
-    copies: list[tuple[str, dict]] = []
-    reopened = None
-    for stage in stages:
-        payload = capped.load(stage) if stage in caps and stage in old_caps else None
-        if payload is None or not payload.get("finished"):
-            break
-        if caps[stage] == old_caps[stage]:
-            copies.append((stage, payload))
-            continue
-        if stopped_by.get(stage) == EPOCH_CAP and caps[stage] > old_caps[stage]:
-            if payload.get("optimizer") is not None:  # kept since extension exists
-                copies.append((stage, {**payload, "finished": False}))
-                reopened = stage
-        break
-    if reopened is None:
-        return None
+    with exclusive(_lock(root)):
+        try:
+            copies, reopened = _extension(root, caps, device)
+        except Exception as exc:  # noqa: BLE001 - a damaged capped run: train from scratch
+            checkpoints.warnings.append(f"ignored capped run {root} ({type(exc).__name__})")
+            return None
     for stage, payload in copies:
         checkpoints.save(stage, payload)
     return reopened
+
+
+def _extension(root: Path, caps: dict[str, int], device: str) -> tuple[list, str | None]:
+    meta = json.loads((root / "capped.json").read_text())
+    stages, stopped_by, old_caps = meta["stages"], meta["stopped_by"], meta["caps"]
+    if meta.get("device") != device:
+        return [], None
+    capped = RunCheckpoints(root.parent, root.name)
+    copies: list[tuple[str, dict]] = []
+    for stage in stages:
+        payload = capped.load(stage) if stage in caps and stage in old_caps else None
+        if capped.warnings:
+            raise ValueError(capped.warnings[0])
+        if payload is None or not payload.get("finished"):
+            break
+        if int(caps[stage]) == int(old_caps[stage]):
+            copies.append((stage, payload))
+            continue
+        if stopped_by.get(stage) == EPOCH_CAP and int(caps[stage]) > int(old_caps[stage]):
+            if payload.get("optimizer") is not None:  # finished stages keep it since extension
+                return [*copies, (stage, {**payload, "finished": False})], stage
+        break
+    return [], None
+
+
+def _lock(root: Path) -> Path:
+    return root.with_name(f"{root.name}.lock")

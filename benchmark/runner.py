@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from benchmark.atomic import torch_save_atomic
 from benchmark.cache import DiskCache, key_hash
-from benchmark.checkpoints import RunCheckpoints, extend_from_capped, keep_capped
+from benchmark.checkpoints import RunCheckpoints, drop_capped, extend_from_capped, keep_capped
 from benchmark.claims import Claim, claim_owner, try_claim
 from benchmark.data import Protocol, cache_root, dataset_stats, load_sequence_data
 from benchmark.datasets import check_dataset
@@ -882,7 +882,7 @@ def _run_claimed(
             checkpoints.clear()
         return _train_and_record(
             spec, cls, config, data, stats, protocol, path, inputs, checkpoints, device, quiet,
-            checkpoint, stop_at, claim,
+            checkpoint, stop_at, claim, force,
         )  # fmt: skip
     finally:
         slot.release()
@@ -894,12 +894,19 @@ def capped_root(spec: RunSpec) -> Path:
 
 def _train_and_record(
     spec, cls, config, data, stats, protocol, path, inputs, checkpoints, device, quiet,
-    checkpoint, stop_at, claim,
+    checkpoint, stop_at, claim, force,
 ) -> RunOutcome:  # fmt: skip
-    # (not under a time budget: the capped run's epochs would count against it, and an
-    # uninterrupted budgeted run may have stopped before them)
-    if spec.capped_key and spec.budget_minutes is None:
-        reopened = extend_from_capped(checkpoints, capped_root(spec), spec.stage_caps())
+    # Continue a stage of the same run that ended at a smaller cap. Not under a time budget
+    # (the capped run's epochs would count against it, and an uninterrupted budgeted run may
+    # have stopped before them), nor with --force (from scratch means from scratch).
+    extendable = spec.capped_key and spec.budget_minutes is None and not force
+    reopened = None
+    if extendable:
+        root = capped_root(spec)
+        reopened = extend_from_capped(checkpoints, root, spec.stage_caps(), device.type)
+        for warning in checkpoints.warnings:
+            logger.warning(warning)
+        checkpoints.warnings.clear()
         if reopened:
             logger.info(f"  continuing stage {reopened} of the same run under a smaller cap")
     record = RunRecord(
@@ -938,14 +945,6 @@ def _train_and_record(
         for key, value in result.items():
             setattr(record, key, value)
         record.status = "ok"
-        diagnostics = result["diagnostics"]
-        if not diagnostics["stopped_by_budget"]:
-            capped = capped_stages(diagnostics)
-            if capped and spec.capped_key:  # a larger cap can continue it: keep the epochs
-                keep_capped(checkpoints, capped_root(spec), diagnostics["stopped_by"],
-                            spec.stage_caps())  # fmt: skip
-            else:
-                checkpoints.clear()  # converged: nothing left to continue
     except (KeyboardInterrupt, BrokenPipeError):
         raise  # stopped from outside (or its reader left): as a kill, resumable, no record
     except RunPaused as paused:
@@ -961,9 +960,32 @@ def _train_and_record(
         record.traceback = traceback.format_exc()
     record.finished_at = now()
     record.save(path)
+    if record.status == "ok" and not record.diagnostics["stopped_by_budget"]:
+        _settle_checkpoints(spec, record.diagnostics, checkpoints, device, bool(reopened))
     payload = record.to_dict()
     logger.log(SUMMARY, summary_line(payload))  # --quiet drops bars and epoch lines, not this
     return RunOutcome(spec, record.status, payload, path)
+
+
+def _settle_checkpoints(
+    spec: RunSpec,
+    diagnostics: dict[str, Any],
+    checkpoints: RunCheckpoints,
+    device: torch.device,
+    extended: bool,
+) -> None:
+    """After a finished, recorded run: keep its checkpoints where a larger cap can continue
+    them (a stage ended at its cap), else delete them. Never fails the run: it is recorded."""
+    try:
+        if capped_stages(diagnostics) and spec.capped_key and spec.budget_minutes is None:
+            keep_capped(checkpoints, capped_root(spec), diagnostics["stopped_by"],
+                        spec.stage_caps(), device.type)  # fmt: skip
+            return
+        checkpoints.clear()  # converged: nothing left to continue
+        if extended:  # it outgrew the capped run it continued: nothing left to extend there
+            drop_capped(capped_root(spec))
+    except OSError as exc:
+        logger.warning(f"could not keep or clear the checkpoints of run {spec.run_id}: {exc}")
 
 
 def summary_line(record: dict[str, Any]) -> str:
@@ -980,7 +1002,9 @@ def summary_line(record: dict[str, Any]) -> str:
     epochs = f", best epoch {best}" if best is not None else ""
     capped = capped_stages(diag)
     if capped and not diag.get("stopped_by_budget"):
-        epochs += f" (stage {', '.join(capped)} ended at the epoch cap: a larger cap continues it)"
+        cosine = (spec.get("config") or {}).get("lr_schedule") == "cosine"
+        more = "raise its cap" if cosine else "a larger cap continues it"
+        epochs += f" (stage {', '.join(capped)} ended at the epoch cap: {more})"
     return (
         f"{head}: test {metrics} | train {diag['train_seconds']:.0f}s{epochs}, "
         f"eval {diag['eval_seconds']:.0f}s, peak {diag['peak_rss_mb']:.0f} MB"

@@ -56,8 +56,8 @@ def unfinished_runs(results_dir: Path) -> list[dict[str, Any]]:
         (record, written), notes = records.get(key, (None, 0.0)), left.get(key, {})
         if key in in_flight:
             continue
-        if notes.get("outcome") == "claimed":
-            continue  # that worker left the run to another one and trained nothing
+        if notes.get("outcome") == "claimed" and record is None:
+            continue  # that worker left the run to another one and trained nothing here
         if record is not None and record.status != "paused":
             # a worker done with the run notes its outcome; claims of workers from before that
             # note say nothing, and one of those that only skipped a finished run noted no

@@ -2,8 +2,9 @@
 
 ``python -m benchmark tune --model M --dataset D --trials N`` searches ``M.SEARCH_SPACE`` (declared
 next to the model's config) with a seeded TPE sampler. Each trial is one training run of the
-benchmark protocol; its objective is validation NDCG@10 (the test split is removed from the data a
-trial sees, so selection can never look at it). The validation callback of every epoch reports to
+benchmark protocol; its objective is the protocol's validation selection metric (``--select``,
+default NDCG@10; the test split is removed from the data a trial sees, so selection can never look
+at it). The validation callback of every epoch reports to
 the trial, and a median pruner stops trials that fall behind.
 
 The study lives in Optuna storage (default: ``results/tune/<dataset>/<model>.db``, SQLite) under
@@ -520,6 +521,18 @@ def _objective(
     return objective
 
 
+def _protocol_flags(protocol: dict[str, Any]) -> str:
+    """The ``run`` flags that give ``protocol`` where it is not the default one."""
+    default, flags = Protocol().to_dict(), []
+    if protocol.get("max_history") != default["max_history"]:
+        flags.append(f" --max-history {protocol['max_history']}")
+    if list(protocol.get("ks", [])) != list(default["ks"]):
+        flags.append(f" --ks {','.join(map(str, protocol['ks']))}")
+    if protocol.get("selection") != default["selection"]:
+        flags.append(f" --select {protocol['selection']}")
+    return "".join(flags)
+
+
 def _save_best(study: optuna.Study, results_dir: Path, model: str, dataset: str) -> TuneResult:
     all_trials = study.get_trials(deepcopy=False)
     counts = {s.name.lower(): sum(t.state == s for t in all_trials) for s in TrialState}
@@ -534,7 +547,8 @@ def _save_best(study: optuna.Study, results_dir: Path, model: str, dataset: str)
     path = tuned_path(results_dir, model, dataset, attrs["profile"])
     header = [
         f"tuned by `python -m benchmark tune --model {model} --dataset {dataset}`; "
-        f"use with `run --models {model} --dataset {dataset} --profile {attrs['profile']} --tuned`",
+        f"use with `run --models {model} --dataset {dataset} --profile {attrs['profile']}"
+        f"{_protocol_flags(attrs['protocol'])} --tuned`",
         f"study: {study.study_name} (profile {attrs['profile']}, seed {attrs['seed']}, "
         f"dataset fingerprint {attrs['fingerprint']})",
         f"best validation {attrs['protocol'].get('selection', 'ndcg@10')}: {best.value:.6f} "

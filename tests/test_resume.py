@@ -549,3 +549,21 @@ def test_a_run_capped_by_epochs_continues_under_a_larger_cap(
     resumed = longer[0].record["diagnostics"]["resumed_from"]
     assert reopened in resumed and resumed[reopened] >= 1  # continued, not started over
     same_result(record(whole[0]), record(longer[0]))
+
+
+def test_a_capped_run_is_not_extended_with_force_or_when_its_description_is_damaged(
+    tmp_path, capsys
+):
+    short, long = ["epochs=2", "patience=10"], ["epochs=3", "patience=10"]
+    run_batch(["sasrec"], results_dir=tmp_path / "a", overrides=short, **SMOKE)
+    forced = run_batch(["sasrec"], results_dir=tmp_path / "b", overrides=long, force=True, **SMOKE)
+    assert forced[0].record["diagnostics"]["resumed_from"] == {}  # from scratch means it
+
+    run_batch(["sasrec"], results_dir=tmp_path / "c", overrides=short, **SMOKE)
+    (meta,) = (tmp_path / "cache" / "checkpoints" / "capped").glob("*/capped.json")
+    meta.write_text(json.dumps({"stages": ["recommender"], "stopped_by": {}, "caps": {
+        "recommender": None}, "device": "cpu"}))  # fmt: skip
+    capsys.readouterr()
+    damaged = run_batch(["sasrec"], results_dir=tmp_path / "d", overrides=long, **SMOKE)[0]
+    assert damaged.status == "ok" and damaged.record["diagnostics"]["resumed_from"] == {}
+    assert "ignored capped run" in capsys.readouterr().err
