@@ -196,8 +196,8 @@ def _grid_args(parser: argparse.ArgumentParser, models_required: bool = True) ->
     parser.add_argument(
         "--tuned",
         action="store_true",
-        help="start from <results-dir>/tuned/<dataset>/<profile>/<model>.yaml (see `tune`; "
-        "refused if searched under another --max-history/--ks/--select)",
+        help="start from the config `tune` searched under this profile and protocol "
+        "(<results-dir>/tuned/<dataset>/<profile>/<model>[.<protocol hash>].yaml)",
     )
     parser.add_argument(
         "--save-models",

@@ -41,6 +41,7 @@ from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
 from benchmark.atomic import write_json_atomic, write_text_atomic
+from benchmark.cache import key_hash
 from benchmark.data import Protocol, cache_root, load_sequence_data
 from benchmark.datasets import check_dataset
 from benchmark.errors import BenchmarkError, ConfigError
@@ -302,15 +303,21 @@ def default_storage(results_dir: Path, model: str, dataset: str) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
-def tuned_path(results_dir: Path, model: str, dataset: str, profile: str) -> Path:
+def tuned_path(
+    results_dir: Path, model: str, dataset: str, profile: str, protocol: Protocol | None = None
+) -> Path:
     """``<results>/tuned/<dataset>/<profile>/<model>.yaml``: a search under one profile says
-    nothing about another's sizes, so each profile keeps its own."""
+    nothing about another's sizes, so each profile keeps its own; a search under another than
+    the default protocol is ``<model>.<protocol hash>.yaml`` beside it (never overwriting)."""
+    name = check_name(model, "model")
+    if protocol is not None and protocol.to_dict() != Protocol().to_dict():
+        name += f".{key_hash(protocol.to_dict())[:8]}"
     return (
         Path(results_dir)
         / "tuned"
         / check_name(dataset, "dataset")
         / check_name(profile, "profile")
-        / f"{check_name(model, 'model')}.yaml"
+        / f"{name}.yaml"
     )
 
 
@@ -332,12 +339,13 @@ def load_tuned(
     """The tuned config keys of ``model`` on ``dataset`` under ``profile`` (``run --tuned``
     starts from them); with ``protocol``, checked against the one the search selected on (its
     identity is kept beside the YAML, ``<model>.json``)."""
-    path = tuned_path(results_dir, model, dataset, profile)
+    path = tuned_path(results_dir, model, dataset, profile, protocol)
     if not path.exists():
+        flags = _protocol_flags(protocol.to_dict()) if protocol is not None else ""
         raise BenchmarkError(
             f"no tuned configuration for {model} on {dataset} with profile {profile} ({path} is "
             f"missing); create it with `python -m benchmark tune --model {model} --dataset "
-            f"{dataset} --profile {profile} --results-dir {results_dir}`"
+            f"{dataset} --profile {profile}{flags} --results-dir {results_dir}`"
         )
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -544,7 +552,10 @@ def _save_best(study: optuna.Study, results_dir: Path, model: str, dataset: str)
         raise BenchmarkError(f"no trial of study {study.study_name} has completed {counts}{last}")
     best = study.best_trial
     attrs = study.user_attrs
-    path = tuned_path(results_dir, model, dataset, attrs["profile"])
+    fields_ = {f.name for f in dataclasses.fields(Protocol)}
+    searched = {k: v for k, v in attrs["protocol"].items() if k in fields_}
+    searched = Protocol(**{**searched, "ks": tuple(searched.get("ks", Protocol().ks))})
+    path = tuned_path(results_dir, model, dataset, attrs["profile"], searched)
     header = [
         f"tuned by `python -m benchmark tune --model {model} --dataset {dataset}`; "
         f"use with `run --models {model} --dataset {dataset} --profile {attrs['profile']}"

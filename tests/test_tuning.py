@@ -69,8 +69,16 @@ def test_resume_counts_earlier_trials_and_run_tuned_uses_the_yaml(tmp_path, smal
     assert "# study: sasrec-ml-tiny-smoke" in text and "best validation ndcg@10:" in text
     tuned = tuning.load_tuned(tmp_path, "sasrec", "ml-tiny", "smoke", Protocol())
     assert tuned == study.best_params == second.best_params
-    with pytest.raises(BenchmarkError, match="searched under another protocol .max_history"):
+    # a search under another protocol would have its own file: none here, and the error says
+    # which `tune` makes it; a file that says it was searched under another one is refused
+    with pytest.raises(BenchmarkError, match="--profile smoke --max-history 50"):
         tuning.load_tuned(tmp_path, "sasrec", "ml-tiny", "smoke", Protocol(max_history=50))
+    identity = second.path.with_suffix(".json")
+    saved = json.loads(identity.read_text())
+    identity.write_text(json.dumps({**saved, "protocol": Protocol(max_history=50).to_dict()}))
+    with pytest.raises(BenchmarkError, match="searched under another protocol .max_history"):
+        tuning.load_tuned(tmp_path, "sasrec", "ml-tiny", "smoke", Protocol())
+    identity.write_text(json.dumps(saved))
     with pytest.raises(BenchmarkError, match="--profile quick"):  # another profile's search
         tuning.load_tuned(tmp_path, "sasrec", "ml-tiny", "quick", Protocol())
 
@@ -86,7 +94,9 @@ def test_resume_counts_earlier_trials_and_run_tuned_uses_the_yaml(tmp_path, smal
     assert {key: config[key] for key in tuned} == tuned
     capsys.readouterr()
     assert main([*args, "--tuned", "--max-history", "10", "--quiet"]) == 2  # another protocol
-    assert "searched under another protocol" in capsys.readouterr().err
+    assert "tune --model sasrec --dataset ml-tiny --profile smoke --max-history 10" in (
+        capsys.readouterr().err
+    )
 
     # `launch --tuned` expands the same runs (a tuned grid on a cluster), plain `launch` others.
     status = ["launch", "--models", "sasrec", *CLI_TINY, "--results-dir", str(tmp_path), "--status"]
@@ -121,6 +131,9 @@ def test_two_workers_add_trials_to_one_study(tmp_path):
     assert not (tmp_path / "tune").exists()  # --storage replaces the default SQLite file
     protocol = Protocol(max_history=10)
     assert tuning.load_tuned(tmp_path, "sasrec", "ml-tiny", "smoke", protocol) == study.best_params
+    assert tuning.tuned_path(tmp_path, "sasrec", "ml-tiny", "smoke", protocol).name.startswith(
+        "sasrec."
+    )  # beside the default protocol's file, not over it
 
 
 def test_model_without_search_space_is_a_clear_error(tmp_path, capsys):
