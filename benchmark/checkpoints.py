@@ -18,7 +18,6 @@ the larger cap gives (the schedules read no cap, except the cosine, which is nev
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -74,9 +73,9 @@ def keep_capped(checkpoints: RunCheckpoints, root: Path, stopped_by: dict[str, s
     meta = {"stages": list(stopped_by), "stopped_by": stopped_by, "caps": caps, "device": device}
     write_json_atomic(checkpoints.folder / "capped.json", meta)
     with exclusive(_lock(root)):
-        staged = root.with_name(f".{root.name}.{os.getpid()}.new")
-        old = root.with_name(f".{root.name}.{os.getpid()}.old")
+        staged, old = _swap_names(root)
         shutil.rmtree(staged, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
         shutil.move(str(checkpoints.folder), str(staged))
         if root.exists():
             root.rename(old)
@@ -85,38 +84,56 @@ def keep_capped(checkpoints: RunCheckpoints, root: Path, stopped_by: dict[str, s
     return root
 
 
-def drop_capped(root: Path) -> None:
-    """Forget a capped run (a longer one has finished from it without reaching its cap)."""
+def _swap_names(root: Path) -> tuple[Path, Path]:
+    """The staging and the set-aside names of ``root``'s swap (fixed: under the lock, one swap
+    at a time; a killed swap's leftovers are removed by the next, or restored by a reader)."""
+    return root.with_name(f".{root.name}.new"), root.with_name(f".{root.name}.old")
+
+
+def drop_capped(root: Path, caps: dict[str, int]) -> None:
+    """Forget the capped run with ``caps`` (a longer one has finished from it without reaching
+    its cap); one published there since, under other caps, stays."""
     with exclusive(_lock(root)):
-        shutil.rmtree(root, ignore_errors=True)
+        try:
+            current = json.loads((root / "capped.json").read_text())["caps"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        if current == caps:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def extend_from_capped(
     checkpoints: RunCheckpoints, root: Path, caps: dict[str, int], device: str
-) -> str | None:
+) -> tuple[str, dict[str, int]] | None:
     """Seed an empty ``checkpoints`` from a capped run under ``root`` whose only difference is
     its caps: stages with the same cap are taken as finished; the first one that ended at a
     smaller cap than ``caps`` says is reopened after its last epoch; later stages start over
-    (they trained after a shorter one). Returns the reopened stage; None (nothing extended)
-    also for anything unreadable, or a run trained on another device."""
-    if checkpoints.exists() or not (root / "capped.json").is_file():
+    (they trained after a shorter one). Returns the reopened stage and the capped run's caps;
+    None (nothing extended) also for anything unreadable, or a run trained on another device."""
+    if checkpoints.exists():
         return None
-    with exclusive(_lock(root)):
-        try:
-            copies, reopened = _extension(root, caps, device)
-        except Exception as exc:  # noqa: BLE001 - a damaged capped run: train from scratch
-            checkpoints.warnings.append(f"ignored capped run {root} ({type(exc).__name__})")
-            return None
-    for stage, payload in copies:
-        checkpoints.save(stage, payload)
-    return reopened
+    try:
+        with exclusive(_lock(root)):
+            staged, old = _swap_names(root)
+            if not root.exists() and old.exists():  # a swap killed half-way: undo it
+                old.rename(root)
+            if not (root / "capped.json").is_file():
+                return None
+            copies, reopened, old_caps = _extension(root, caps, device)
+        for stage, payload in copies:
+            checkpoints.save(stage, payload)
+    except Exception as exc:  # noqa: BLE001 - a damaged capped run, a full disk: from scratch
+        checkpoints.warnings.append(f"ignored capped run {root} ({type(exc).__name__}: {exc})")
+        checkpoints.clear()
+        return None
+    return (reopened, old_caps) if reopened else None
 
 
-def _extension(root: Path, caps: dict[str, int], device: str) -> tuple[list, str | None]:
+def _extension(root: Path, caps: dict[str, int], device: str) -> tuple[list, str | None, dict]:
     meta = json.loads((root / "capped.json").read_text())
     stages, stopped_by, old_caps = meta["stages"], meta["stopped_by"], meta["caps"]
     if meta.get("device") != device:
-        return [], None
+        return [], None, old_caps
     capped = RunCheckpoints(root.parent, root.name)
     copies: list[tuple[str, dict]] = []
     for stage in stages:
@@ -125,14 +142,22 @@ def _extension(root: Path, caps: dict[str, int], device: str) -> tuple[list, str
             raise ValueError(capped.warnings[0])
         if payload is None or not payload.get("finished"):
             break
+        missing = [key for key in RESUMED_KEYS if key not in payload]
+        if missing:  # written by other code: resuming it would fail the run
+            raise ValueError(f"stage {stage} lacks {', '.join(missing)}")
         if int(caps[stage]) == int(old_caps[stage]):
             copies.append((stage, payload))
             continue
         if stopped_by.get(stage) == EPOCH_CAP and int(caps[stage]) > int(old_caps[stage]):
             if payload.get("optimizer") is not None:  # finished stages keep it since extension
-                return [*copies, (stage, {**payload, "finished": False})], stage
+                return [*copies, (stage, {**payload, "finished": False})], stage, old_caps
         break
-    return [], None
+    return [], None, old_caps
+
+
+# what resuming a stage reads from its checkpoint (models.training, HarnessContext.resume)
+RESUMED_KEYS = ("epoch", "model", "extras", "stopper", "rng", "optimizer", "scheduler", "curve",
+                "elapsed")  # fmt: skip
 
 
 def _lock(root: Path) -> Path:

@@ -888,6 +888,13 @@ def _run_claimed(
         slot.release()
 
 
+def device_name(device: torch.device) -> str:
+    """The device a capped run trained on, as precise as the extension needs: another GPU
+    model (or torch) is not the same arithmetic."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return f"{name}, torch {torch.__version__}"
+
+
 def capped_root(spec: RunSpec) -> Path:
     return cache_root() / "checkpoints" / "capped" / str(spec.capped_key)
 
@@ -900,15 +907,15 @@ def _train_and_record(
     # (the capped run's epochs would count against it, and an uninterrupted budgeted run may
     # have stopped before them), nor with --force (from scratch means from scratch).
     extendable = spec.capped_key and spec.budget_minutes is None and not force
-    reopened = None
+    extended = None
     if extendable:
         root = capped_root(spec)
-        reopened = extend_from_capped(checkpoints, root, spec.stage_caps(), device.type)
+        extended = extend_from_capped(checkpoints, root, spec.stage_caps(), device_name(device))
         for warning in checkpoints.warnings:
             logger.warning(warning)
         checkpoints.warnings.clear()
-        if reopened:
-            logger.info(f"  continuing stage {reopened} of the same run under a smaller cap")
+        if extended:
+            logger.info(f"  continuing stage {extended[0]} of the same run under a smaller cap")
     record = RunRecord(
         run_id=spec.run_id,
         status="running",
@@ -961,7 +968,9 @@ def _train_and_record(
     record.finished_at = now()
     record.save(path)
     if record.status == "ok" and not record.diagnostics["stopped_by_budget"]:
-        _settle_checkpoints(spec, record.diagnostics, checkpoints, device, bool(reopened))
+        _settle_checkpoints(spec, record.diagnostics, checkpoints, device, extended)
+    elif record.status == "failed" and extended:
+        checkpoints.clear()  # the next try starts over rather than failing on the same copy
     payload = record.to_dict()
     logger.log(SUMMARY, summary_line(payload))  # --quiet drops bars and epoch lines, not this
     return RunOutcome(spec, record.status, payload, path)
@@ -972,18 +981,18 @@ def _settle_checkpoints(
     diagnostics: dict[str, Any],
     checkpoints: RunCheckpoints,
     device: torch.device,
-    extended: bool,
+    extended: tuple[str, dict[str, int]] | None,
 ) -> None:
     """After a finished, recorded run: keep its checkpoints where a larger cap can continue
     them (a stage ended at its cap), else delete them. Never fails the run: it is recorded."""
     try:
         if capped_stages(diagnostics) and spec.capped_key and spec.budget_minutes is None:
             keep_capped(checkpoints, capped_root(spec), diagnostics["stopped_by"],
-                        spec.stage_caps(), device.type)  # fmt: skip
+                        spec.stage_caps(), device_name(device))  # fmt: skip
             return
         checkpoints.clear()  # converged: nothing left to continue
         if extended:  # it outgrew the capped run it continued: nothing left to extend there
-            drop_capped(capped_root(spec))
+            drop_capped(capped_root(spec), extended[1])
     except OSError as exc:
         logger.warning(f"could not keep or clear the checkpoints of run {spec.run_id}: {exc}")
 

@@ -288,8 +288,16 @@ def check_search_inputs(
     return model_cls, space
 
 
-def study_name(model: str, dataset: str, profile: str) -> str:
-    return f"{model}-{dataset}-{profile}"
+def study_name(model: str, dataset: str, profile: str, protocol: Protocol | None = None) -> str:
+    """``<model>-<dataset>-<profile>``, plus the protocol's hash when it is not the default:
+    searches under different protocols are different studies (and tuned files)."""
+    return f"{model}-{dataset}-{profile}{_protocol_tag(protocol)}"
+
+
+def _protocol_tag(protocol: Protocol | None) -> str:
+    if protocol is None or protocol.to_dict() == Protocol().to_dict():
+        return ""
+    return f".{key_hash(protocol.to_dict())[:8]}"
 
 
 def default_storage(results_dir: Path, model: str, dataset: str) -> str:
@@ -309,9 +317,7 @@ def tuned_path(
     """``<results>/tuned/<dataset>/<profile>/<model>.yaml``: a search under one profile says
     nothing about another's sizes, so each profile keeps its own; a search under another than
     the default protocol is ``<model>.<protocol hash>.yaml`` beside it (never overwriting)."""
-    name = check_name(model, "model")
-    if protocol is not None and protocol.to_dict() != Protocol().to_dict():
-        name += f".{key_hash(protocol.to_dict())[:8]}"
+    name = check_name(model, "model") + _protocol_tag(protocol)
     return (
         Path(results_dir)
         / "tuned"
@@ -420,7 +426,7 @@ def tune(
     if quiet:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    name = study_name(model, dataset, profile)
+    name = study_name(model, dataset, profile, protocol)
     opened = open_storage(storage or default_storage(results_dir, model, dataset))
     study = optuna.create_study(
         study_name=name,

@@ -562,7 +562,7 @@ def test_a_capped_run_is_not_extended_with_force_or_when_its_description_is_dama
     run_batch(["sasrec"], results_dir=tmp_path / "c", overrides=short, **SMOKE)
     (meta,) = (tmp_path / "cache" / "checkpoints" / "capped").glob("*/capped.json")
     meta.write_text(json.dumps({"stages": ["recommender"], "stopped_by": {}, "caps": {
-        "recommender": None}, "device": "cpu"}))  # fmt: skip
+        "recommender": None}, "device": runner.device_name(torch.device("cpu"))}))  # fmt: skip
     capsys.readouterr()
     damaged = run_batch(["sasrec"], results_dir=tmp_path / "d", overrides=long, **SMOKE)[0]
     assert damaged.status == "ok" and damaged.record["diagnostics"]["resumed_from"] == {}

@@ -121,7 +121,10 @@ def test_two_workers_add_trials_to_one_study(tmp_path):
     outputs = [w.communicate(timeout=300)[0].decode() for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
 
-    study = optuna.load_study(study_name="sasrec-ml-tiny-smoke", storage=url)
+    # another protocol than the default: its own study (and tuned file)
+    name = tuning.study_name("sasrec", "ml-tiny", "smoke", Protocol(max_history=10))
+    assert name.startswith("sasrec-ml-tiny-smoke.")
+    study = optuna.load_study(study_name=name, storage=url)
     trials = study.get_trials()
     assert trials and all(t.state in tuning.FINISHED for t in trials)
     assert sorted(t.number for t in trials) == list(range(len(trials)))
