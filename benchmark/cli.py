@@ -162,18 +162,7 @@ def _grid_args(parser: argparse.ArgumentParser, models_required: bool = True) ->
         help="config override for all models, or MODEL.KEY=VALUE for one; repeatable "
         "(default: the profile's values)",
     )
-    parser.add_argument(
-        "--max-history", type=_positive_int, default=20, help="items per history (default 20)"
-    )
-    parser.add_argument(
-        "--ks", type=_ks, default=(5, 10, 20), help="cut-offs K of the metrics (default 5,10,20)"
-    )
-    parser.add_argument(
-        "--select",
-        default="ndcg@10",
-        metavar="METRIC@K",
-        help="validation metric for early stopping (default ndcg@10; K must be in --ks)",
-    )
+    _add_protocol_flags(parser, "validation metric for early stopping")
     parser.add_argument(
         "--time-budget",
         type=_positive_float,
@@ -346,18 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.add_argument("--seed", type=_seed, default=0, help="training seed and sampler seed")
     # the protocol the search selects under; `run --tuned` refuses a config searched under another
-    tune.add_argument(
-        "--max-history", type=_positive_int, default=20, help="items per history (default 20)"
-    )
-    tune.add_argument(
-        "--ks", type=_ks, default=(5, 10, 20), help="cut-offs K of the metrics (default 5,10,20)"
-    )
-    tune.add_argument(
-        "--select",
-        default="ndcg@10",
-        metavar="METRIC@K",
-        help="validation metric the search maximises (default ndcg@10; K must be in --ks)",
-    )
+    _add_protocol_flags(tune, "validation metric the search maximises")
     tune.add_argument(
         "--data-dir", type=Path, default=None, help="dataset files (default: $GENREC_DATA_DIR)"
     )
@@ -427,21 +405,40 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _add_protocol_flags(parser: argparse.ArgumentParser, select_help: str) -> None:
+    """--max-history, --ks and --select: the evaluation protocol (``_protocol`` reads them)."""
+    parser.add_argument(
+        "--max-history", type=_positive_int, default=20, help="items per history (default 20)"
+    )
+    parser.add_argument(
+        "--ks", type=_ks, default=(5, 10, 20), help="cut-offs K of the metrics (default 5,10,20)"
+    )
+    parser.add_argument(
+        "--select",
+        default="ndcg@10",
+        metavar="METRIC@K",
+        help=f"{select_help} (default ndcg@10; K must be in --ks)",
+    )
+
+
+def _protocol(args: argparse.Namespace):
+    from benchmark.data import Protocol
+
+    return Protocol(max_history=args.max_history, ks=args.ks, selection=args.select)
+
+
 def _tuned(args: argparse.Namespace):
     """``--tuned``'s loader (optuna is imported only when it is asked for)."""
     if not args.tuned:
         return None
-    from benchmark.data import Protocol
     from benchmark.tuning import tuned_loader
 
-    protocol = Protocol(max_history=args.max_history, ks=args.ks, selection=args.select)
-    return tuned_loader(args.results_dir, args.profile, protocol)
+    return tuned_loader(args.results_dir, args.profile, _protocol(args))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from benchmark.data import Protocol
     from benchmark.datasets import default_data_dir
     from benchmark.runner import run_batch
 
@@ -455,7 +452,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir or default_data_dir(),
         force=args.force,
         overrides=args.overrides,
-        protocol=Protocol(max_history=args.max_history, ks=args.ks, selection=args.select),
+        protocol=_protocol(args),
         quiet=args.quiet,
         tuned=_tuned(args),
         budget_minutes=args.time_budget,
@@ -535,15 +532,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if len(datasets) != 1:
         raise BenchmarkError("tune searches on one --dataset at a time; run one search per dataset")
     _set_threads(args.threads)
-    from benchmark.data import Protocol
-
     result = tune(
         args.model,
         datasets[0],
         trials=args.trials,
         timeout=args.timeout,
         profile=args.profile,
-        protocol=Protocol(max_history=args.max_history, ks=args.ks, selection=args.select),
+        protocol=_protocol(args),
         seed=args.seed,
         data_dir=args.data_dir or default_data_dir(),
         results_dir=args.results_dir,
@@ -676,12 +671,10 @@ def cmd_launch(args: argparse.Namespace) -> int:
         folder = args.results_dir / "tune" / datasets[0]
         storage = args.storage or f"journal:{folder / (args.tune + '.journal')}"
         log_dir = args.log_dir or args.results_dir / "launch" / f"tune-{args.tune}"
-        from benchmark.data import Protocol
-
         kwargs = dict(
             trials=args.trials,
             profile=args.profile,
-            protocol=Protocol(max_history=args.max_history, ks=args.ks, selection=args.select),
+            protocol=_protocol(args),
             data_dir=args.data_dir or _default_data_dir(),
             results_dir=args.results_dir,
             storage=storage,

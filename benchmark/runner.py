@@ -606,7 +606,6 @@ def run_batch(
     for sub in ("runs", ".claims"):  # a file where a folder belongs fails before training
         check_writable_folder(Path(results_dir) / sub, f"results folder's {sub}/", "--results-dir")
     check_writable_folder(cache_root(), "cache folder", "GENREC_CACHE_DIR")
-    save_code_patch(results_dir)  # uncommitted code: its diff, named in every record's commit
     if save_models is not None:
         check_writable_folder(save_models, "model folder", "--save-models")
     protocol = protocol or Protocol()
@@ -629,6 +628,7 @@ def run_batch(
         label=label,
         configs=configs,
     )
+    save_code_patch(results_dir)  # uncommitted code: its diff, named in every record's commit
     outcomes: list[RunOutcome] = []
     not_started: list[RunSpec] = []
     for dataset in datasets:
