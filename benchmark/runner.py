@@ -632,14 +632,14 @@ def run_batch(
     outcomes: list[RunOutcome] = []
     not_started: list[RunSpec] = []
     for dataset in datasets:
-        if paused(outcomes):
+        if out_of_time(outcomes, stop_at):
             not_started += [s for s in specs if s.dataset == dataset]
             continue
         data = load_sequence_data(dataset, data_dir, protocol.max_history)
         protocol.check_against(data)
         stats = dataset_stats(data)
         for spec in (s for s in specs if s.dataset == dataset):
-            if paused(outcomes):  # no tokenizer build and epoch past the slot
+            if out_of_time(outcomes, stop_at):  # no tokenizer build and epoch past the slot
                 not_started.append(spec)
                 continue
             name = spec.model
@@ -681,9 +681,17 @@ def run_batch(
     return outcomes
 
 
-def paused(outcomes: list[RunOutcome]) -> bool:
-    """Whether ``--stop-after`` has passed in this invocation (a run paused at it)."""
-    return bool(outcomes) and outcomes[-1].status == "paused"
+def out_of_time(outcomes: list[RunOutcome], stop_at: float | None) -> bool:
+    """Whether ``--stop-after`` has passed in this invocation, so no further run may start.
+
+    It has when a run paused at it, or when a run of this invocation trained (finished or
+    failed) and the clock is past it: the next run would otherwise start only to pause after
+    its first epoch. Until a run has trained, one starts even past the deadline, so a tiny
+    ``--stop-after`` means "one epoch" (runs already done are skipped, costing nothing)."""
+    if outcomes and outcomes[-1].status == "paused":
+        return True
+    trained = any(o.status in ("ok", "failed") for o in outcomes)
+    return trained and stop_at is not None and time.monotonic() >= stop_at
 
 
 def claim_path(results_dir: Path, spec: RunSpec) -> Path:

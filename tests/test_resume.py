@@ -111,6 +111,15 @@ def test_no_new_run_starts_once_stop_after_has_passed(tmp_path):
     assert not list(tmp_path.glob("runs/*/gru4rec/*.json"))
 
 
+def test_no_new_run_starts_after_a_run_finishes_past_stop_after(tmp_path):
+    # pop finishes (nothing to pause) past the deadline: sasrec is not started only to pause
+    out = run_batch(["pop", "sasrec"], results_dir=tmp_path, stop_after_minutes=1e-9, **SMOKE)
+    assert [o.status for o in out] == ["ok"]
+    assert not list(tmp_path.glob("runs/*/sasrec/*.json"))
+    again = run_batch(["pop", "sasrec"], results_dir=tmp_path, **SMOKE)  # the same command
+    assert [o.status for o in again] == ["skipped", "ok"]
+
+
 def test_status_shows_a_run_in_flight_then_paused_then_nothing(tmp_path, monkeypatch):
     from benchmark.claims import Claim
     from benchmark.status import unfinished_runs
