@@ -122,11 +122,26 @@ def extend_from_capped(
             copies, reopened, old_caps = _extension(root, caps, device)
         for stage, payload in copies:
             checkpoints.save(stage, payload)
+        if reopened:  # a pause and resume of this run must still know what it extended
+            write_json_atomic(checkpoints.folder / EXTENDED, {"stage": reopened, "caps": old_caps})
     except Exception as exc:  # noqa: BLE001 - a damaged capped run, a full disk: from scratch
         checkpoints.warnings.append(f"ignored capped run {root} ({type(exc).__name__}: {exc})")
         checkpoints.clear()
         return None
     return (reopened, old_caps) if reopened else None
+
+
+def extended_from(checkpoints: RunCheckpoints) -> tuple[str, dict[str, int]] | None:
+    """The reopened stage and the capped run's caps when ``checkpoints`` began as an extension
+    (:func:`extend_from_capped`, in this or an earlier invocation of the run), else None."""
+    try:
+        meta = json.loads((checkpoints.folder / EXTENDED).read_text())
+        return str(meta["stage"]), {str(k): int(v) for k, v in meta["caps"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+EXTENDED = "extended_from.json"
 
 
 def _extension(root: Path, caps: dict[str, int], device: str) -> tuple[list, str | None, dict]:

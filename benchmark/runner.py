@@ -21,7 +21,13 @@ from tqdm.auto import tqdm
 
 from benchmark.atomic import torch_save_atomic
 from benchmark.cache import DiskCache, key_hash
-from benchmark.checkpoints import RunCheckpoints, drop_capped, extend_from_capped, keep_capped
+from benchmark.checkpoints import (
+    RunCheckpoints,
+    drop_capped,
+    extend_from_capped,
+    extended_from,
+    keep_capped,
+)
 from benchmark.claims import Claim, claim_owner, try_claim
 from benchmark.data import Protocol, cache_root, dataset_stats, load_sequence_data
 from benchmark.datasets import check_dataset
@@ -924,6 +930,8 @@ def _train_and_record(
         checkpoints.warnings.clear()
         if extended:
             logger.info(f"  continuing stage {extended[0]} of the same run under a smaller cap")
+        else:  # resumed after a pause or kill of a run that began as an extension
+            extended = extended_from(checkpoints)
     record = RunRecord(
         run_id=spec.run_id,
         status="running",

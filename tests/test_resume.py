@@ -576,3 +576,22 @@ def test_a_capped_run_is_not_extended_with_force_or_when_its_description_is_dama
     damaged = run_batch(["sasrec"], results_dir=tmp_path / "d", overrides=long, **SMOKE)[0]
     assert damaged.status == "ok" and damaged.record["diagnostics"]["resumed_from"] == {}
     assert "ignored capped run" in capsys.readouterr().err
+
+
+def test_an_extended_run_paused_and_resumed_drops_the_capped_run_it_outgrew(tmp_path):
+    """The capped run a longer run continued is deleted once that run early-stops, also when
+    the longer run was paused in between (its later invocation no longer extends anything)."""
+    short, long = ["epochs=2", "patience=3"], ["epochs=40", "patience=3"]  # 2 epochs: no early stop
+    run_batch(["sasrec"], results_dir=tmp_path, overrides=short, **SMOKE)
+
+    def capped_folders() -> list:
+        return list((tmp_path / "cache" / "checkpoints" / "capped").glob("*/capped.json"))
+
+    assert capped_folders()
+    paused = run_batch(["sasrec"], results_dir=tmp_path, overrides=long, stop_after_minutes=1e-9,
+                       **SMOKE)[0]  # fmt: skip
+    assert paused.status == "paused" and capped_folders()
+    done = run_batch(["sasrec"], results_dir=tmp_path, overrides=long, **SMOKE)[0]
+    assert done.status == "ok", done.record.get("traceback")
+    assert done.record["diagnostics"]["stopped_by"]["recommender"] == "early stopping"
+    assert not capped_folders()
