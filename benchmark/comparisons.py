@@ -49,6 +49,8 @@ def compare_with_bases(
     successful runs: ``model``, ``seed``, metric columns, ``users`` / ``ranks``)."""
     models = sorted(set(runs["model"]))
     pairs = [(m, builds_on(m)) for m in models if builds_on(m) in models and builds_on(m) != m]
+    with_ranks = runs[runs["ranks"].notna() & runs["users"].notna()]
+    ranked = with_ranks.groupby("model")["seed"].agg(set).to_dict()
     rows = []
     for metric in metrics:
         if metric not in runs:
@@ -60,9 +62,11 @@ def compare_with_bases(
             if not seeds:
                 continue
             mine, theirs = mine.loc[seeds], theirs.loc[seeds]
+            # per user on the seeds both kept ranks for (the table notes a model without them)
+            tested = [s for s in seeds if s in ranked.get(model, ()) and s in ranked.get(base, ())]
             p = wilcoxon_p(
-                per_user_scores(runs, base, metric, seeds),
-                per_user_scores(runs, model, metric, seeds),
+                per_user_scores(runs, base, metric, tested),
+                per_user_scores(runs, model, metric, tested),
             )
             rows.append(
                 {

@@ -29,7 +29,7 @@ from benchmark.comparisons import compare_with_bases
 from benchmark.errors import BenchmarkError
 from benchmark.log import logger
 from benchmark.metrics import METRIC_TABLE
-from benchmark.records import RecordError, RunRecord
+from benchmark.records import ARTIFACT_BUILDS, BUDGET_EXCLUDES, RecordError, RunRecord
 from benchmark.significance import holm, per_user_scores, wilcoxon_p
 from models.training import capped_stages
 
@@ -112,10 +112,15 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
     protocol = record.get("protocol")
     if protocol:  # records before the selection metric was part of the protocol used NDCG@10
         protocol = {**protocol, "selection": protocol.get("selection", "ndcg@10")}
-        if spec.get("budget_minutes") and "artifact_seconds" in diagnostics:
-            # budgets that leave cold-cache artifact builds out are another protocol than the
-            # earlier ones that charged them: never one table
-            protocol["budget_excludes"] = "artifact builds"
+        # budgets that leave cold-cache artifact builds out are another protocol than the
+        # earlier ones that charged them: never one table. A finished run says which by its
+        # diagnostics (a run resumed from an old-rule checkpoint keeps the old rule); a failed
+        # or paused one by the tag the runner writes into every budgeted record.
+        tagged = protocol.pop(BUDGET_EXCLUDES, None) is not None
+        if record.get("status") == "ok":
+            tagged = "artifact_seconds" in diagnostics
+        if spec.get("budget_minutes") and tagged:
+            protocol[BUDGET_EXCLUDES] = ARTIFACT_BUILDS
     config = model.get("config", spec.get("config")) or {}
     pairs = config.get("train_pairs_per_user") or 0
     return {
@@ -296,39 +301,68 @@ def build_leaderboard(records: list[dict[str, Any]]) -> Leaderboard:
     ok = frame[(frame["status"] == "ok") & frame["skipped_stages"].isna()]
     failed = frame[frame["status"] != "ok"]
     incomplete = frame[(frame["status"] == "ok") & frame["skipped_stages"].notna()]
-    tables, matched = [], pd.Series(False, index=failed.index)
+    tables = []
+    matched = {name: pd.Series(False, index=part.index)
+               for name, part in (("failed", failed), ("incomplete", incomplete),
+                                  ("in_progress", in_progress))}  # fmt: skip
     for values, runs in ok.groupby(KEY, sort=True, dropna=False):
         key = {k: None if pd.isna(v) else v for k, v in zip(KEY, values)}
         mask = _failed_in(failed, key)
-        matched |= mask
+        same_incomplete, training_here = _same_key(incomplete, key), _failed_in(in_progress, key)
+        matched["failed"] |= mask
+        matched["incomplete"] |= same_incomplete
+        matched["in_progress"] |= training_here
         table = _table(key, pd.concat([runs, failed[mask]]))
-        table.notes += _incomplete_notes(incomplete, key)
-        table.notes += _in_progress_notes(in_progress[_failed_in(in_progress, key)])
+        table.notes += _incomplete_notes(incomplete[same_incomplete])
+        table.notes += _in_progress_notes(in_progress[training_here])
         tables.append(table)
     _assign_slugs(tables)
-    return Leaderboard(tables, failed[~matched], _split_notes(tables), len(everything), everything)
+    # every record shows somewhere: those of a key without a table are listed, with why
+    outside = pd.concat(
+        [
+            failed[~matched["failed"]],
+            _why(incomplete[~matched["incomplete"]], _incomplete_text),
+            _why(in_progress[~matched["in_progress"]], _in_progress_text),
+        ]
+    )
+    return Leaderboard(tables, outside, _split_notes(tables), len(everything), everything)
+
+
+def _why(runs: pd.DataFrame, text: Callable[[Any], str]) -> pd.DataFrame:
+    """``runs`` with their ``error`` column saying why they are in no table."""
+    return runs.assign(error=[text(row) for row in runs.itertuples()])
+
+
+def _in_progress_text(row: Any) -> str:
+    epochs = 0 if pd.isna(row.epochs_run) else int(row.epochs_run)
+    return f"still training ({row.status} after {epochs} epoch(s)); re-run its command to continue"
+
+
+def _incomplete_text(row: Any) -> str:
+    return f"kept out of the tables, its budget ended before its {row.skipped_stages} stage"
 
 
 def _in_progress_notes(runs: pd.DataFrame) -> list[str]:
     """Runs of this table's key that are still training (paused between invocations)."""
     return [
-        f"{row.model} seed {row.seed}: still training ({row.status} after "
-        f"{0 if pd.isna(row.epochs_run) else int(row.epochs_run)} epoch(s), run {row.run_id}); "
-        "re-run its command to continue."
+        f"{row.model} seed {row.seed}: {_in_progress_text(row)} (run {row.run_id})."
         for row in runs.sort_values(["model", "seed"]).itertuples()
     ]
 
 
-def _incomplete_notes(incomplete: pd.DataFrame, key: dict[str, Any]) -> list[str]:
+def _incomplete_notes(incomplete: pd.DataFrame) -> list[str]:
     """Runs of this table's key kept out because they skipped a training stage."""
-    same = pd.Series(True, index=incomplete.index)
-    for column, value in key.items():
-        same &= incomplete[column].isna() if value is None else incomplete[column] == value
     return [
-        f"{row.model} seed {row.seed}: kept out of the table, its budget ended before its "
-        f"{row.skipped_stages} stage (run {row.run_id})."
-        for row in incomplete[same].itertuples()
+        f"{row.model} seed {row.seed}: {_incomplete_text(row)} (run {row.run_id})."
+        for row in incomplete.sort_values(["model", "seed"]).itertuples()
     ]
+
+
+def _same_key(runs: pd.DataFrame, key: dict[str, Any]) -> pd.Series:
+    same = pd.Series(True, index=runs.index)
+    for column, value in key.items():
+        same &= runs[column].isna() if value is None else runs[column] == value
+    return same
 
 
 def _failed_in(failed: pd.DataFrame, key: dict[str, Any]) -> pd.Series:
@@ -813,7 +847,7 @@ def render_markdown(board: Leaderboard, summaries: list[pd.DataFrame], alpha: fl
             if table.dataset == dataset:
                 lines += _markdown_table(table, summary, alpha)
     if not board.orphans.empty:
-        lines += ["", "## Failed runs outside every table", ""]
+        lines += ["", "## Runs outside every table", ""]
         lines += _failed_lines(board.orphans, MARKDOWN.escape)
     return "\n".join(lines) + "\n"
 
@@ -951,7 +985,7 @@ def render_latex(board: Leaderboard, summaries: list[pd.DataFrame], alpha: float
         if not sid.empty:
             caption = f"Semantic-ID diagnostics, {table.title} (mean over seeds)"
             lines += _latex_float(caption, f"tab:{table.slug}-sid", sid, [])
-    lines += [f"% failed outside every table: {line[2:]}" for line in _failed_lines(board.orphans)]
+    lines += [f"% outside every table: {line[2:]}" for line in _failed_lines(board.orphans)]
     return "\n".join(lines) + "\n"
 
 

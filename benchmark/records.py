@@ -32,6 +32,9 @@ from benchmark.paths import check_name, under
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 STATUSES = ("running", "ok", "failed", "paused")
+# A budgeted record's protocol holds BUDGET_EXCLUDES: ARTIFACT_BUILDS when its budget left
+# cold-cache artifact builds out (every record since that rule; earlier ones charged them).
+BUDGET_EXCLUDES, ARTIFACT_BUILDS = "budget_excludes", "artifact builds"
 
 
 class RecordError(ValueError):

@@ -27,21 +27,30 @@ def per_user_scores(
     return pd.concat(per_seed).groupby(level=0).mean() if per_seed else pd.Series(dtype=float)
 
 
+# Per-user scores averaged over seeds carry float noise (1/3 + 1/3 vs 2/3 differ in the last
+# bit): differences are rounded to this many decimals, so equal ones tie in the signed ranks
+# and zero ones drop out, as in exact arithmetic.
+DECIMALS = 12
+
+
 def wilcoxon_p(reference: pd.Series, other: pd.Series) -> float:
-    """Two-sided Wilcoxon signed-rank p-value, paired by user; NaN when nothing pairs."""
+    """Two-sided Wilcoxon signed-rank p-value, paired by user; NaN when nothing pairs, 1 when
+    every user scores the same under both."""
     paired = pd.concat([reference, other], axis=1, join="inner")
     if paired.empty:
         return float("nan")
-    if (paired[0] == paired[1]).all():
+    differences = np.round(paired.iloc[:, 0].to_numpy() - paired.iloc[:, 1].to_numpy(), DECIMALS)
+    if not differences.any():
         return 1.0
-    return float(wilcoxon(paired[0], paired[1]).pvalue)
+    return float(wilcoxon(differences).pvalue)
 
 
 def paired_t_p(method: np.ndarray, base: np.ndarray) -> float:
     """Two-sided paired t-test p-value over seeds (one mean per seed each); NaN for fewer than
     two seeds, and for differences without spread (identical on every seed), where the test is
     undefined."""
-    differences = np.asarray(method, dtype=float) - np.asarray(base, dtype=float)
+    method, base = np.asarray(method, dtype=float), np.asarray(base, dtype=float)
+    differences = np.round(method - base, DECIMALS)
     if len(differences) < 2 or np.all(differences == differences[0]):
         return float("nan")
     return float(ttest_rel(method, base).pvalue)

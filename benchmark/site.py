@@ -238,7 +238,7 @@ def write_site(
             + _leaderboard_html(table, summary)
             + '<p class="notes">Mean ± std over seeds; bold best, underlined second; † '
             "significantly worse than the column's best (Wilcoxon signed-rank on per-user "
-            "scores, Holm-corrected, α = 0.05). Click a header to sort; a cell links to its "
+            f"scores, Holm-corrected, α = {ALPHA}). Click a header to sort; a cell links to its "
             "runs.</p>"
             + (f'<ul class="notes">{notes}</ul>' if notes else "")
             + _comparisons_html(table)
@@ -247,13 +247,13 @@ def write_site(
             + _runs_html(table)
             + "</section>"
         )
-    if len(board.orphans):  # failed runs that match no table's data, protocol or profile
+    if len(board.orphans):  # runs that match no table's data, protocol or profile, with why
         items = "".join(
             f"<li>{html.escape(str(run.model))} on {html.escape(str(run.dataset))} seed "
             f"{run.seed} (run {html.escape(str(run.run_id))}): {html.escape(str(run.error))}</li>"
             for run in board.orphans.sort_values(["model", "seed"]).itertuples()
         )
-        sections.append(f'<section id="failed"><h2>Failed runs outside every table</h2>'
+        sections.append(f'<section id="failed"><h2>Runs outside every table</h2>'
                         f"<ul>{items}</ul></section>")  # fmt: skip
     page = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'

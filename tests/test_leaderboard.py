@@ -215,8 +215,8 @@ def test_failed_run_of_unknown_dataset_is_listed(tmp_path: Path) -> None:
     write_run(tmp_path, "a", 0)
     write_run(tmp_path, "a", 1, fingerprint="other", status="failed", error="DataError: no file")
     md, _, _ = build(tmp_path)
-    assert "## Failed runs outside every table" in md
-    assert "DataError: no file" in md.split("## Failed runs outside every table")[1]
+    assert "## Runs outside every table" in md
+    assert "DataError: no file" in md.split("## Runs outside every table")[1]
 
 
 def test_fingerprints_and_protocols_are_never_mixed(tmp_path: Path) -> None:
@@ -403,7 +403,7 @@ def test_training_data_cuts_and_skipped_stages_are_kept_apart(tmp_path: Path) ->
     assert cell(csv, "a", table="toy-smoke-last25")["mean"] == 0.0
     assert set(csv["model"]) == {"a"}  # b and c skipped a stage, d is still training
     assert "trained on last 25 pairs per user" in md and "trained on all pairs" in md
-    assert "b seed 0: kept out of the table, its budget ended before its finetune stage" in md
+    assert "b seed 0: kept out of the tables, its budget ended before its finetune stage" in md
     assert "c seed 0: kept out" in md
     assert md.count("d seed 0: still training (paused after 0 epoch(s)") == 1
 
@@ -551,6 +551,69 @@ def test_budgeted_runs_under_the_old_and_new_budget_rule_are_never_one_table(
     tables = build_leaderboard(load_records(tmp_path)).tables
     assert len(tables) == 2
     assert sum("budget_excludes=artifact builds" in t.title for t in tables) == 1
+
+
+def test_failed_and_paused_budgeted_runs_of_the_new_rule_stay_with_their_table(
+    tmp_path: Path,
+) -> None:
+    """The runner tags every budgeted record with its rule: a failed or paused one (whose
+    diagnostics say nothing about artifact builds) lands in its table, not outside."""
+    tag = PROTOCOL | {"budget_excludes": "artifact builds"}
+    diagnostics = {"train_seconds": 9.0, "artifact_seconds": 0.0}
+    write_run(tmp_path, "m", 0, budget=2.5, protocol=tag, diagnostics=diagnostics)
+    write_run(tmp_path, "m", 1, budget=2.5, protocol=tag, status="failed", error="OOM")
+    write_run(tmp_path, "m", 2, budget=2.5, protocol=tag, status="paused", error="paused")
+    board = build_leaderboard(load_records(tmp_path))
+    (table,) = board.tables
+    assert "budget_excludes=artifact builds" in table.title and len(table.failed) == 1
+    assert any("m seed 2: still training" in note for note in table.notes)
+    assert board.orphans.empty
+
+
+def test_runs_of_a_key_without_a_table_are_listed_with_why(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", 0)
+    write_run(tmp_path, "b", 0, budget=5.0, diagnostics={"skipped_stages": ["finetune"]})
+    write_run(tmp_path, "c", 0, budget=7.0, status="paused", error="paused", curve=[{"epoch": 0}])
+    md, _, _ = build(tmp_path)
+    outside = md.split("## Runs outside every table")[1]
+    assert "`b` on toy seed 0" in outside and "before its finetune stage" in outside
+    assert "`c` on toy seed 0" in outside and "still training (paused after 1 epoch(s))" in outside
+
+
+def test_wilcoxon_ties_differences_that_differ_only_by_float_noise() -> None:
+    """Seed-averaged scores: 1 - 2/3 and 1/3 - 0 are one difference, one tie in the ranks."""
+    from scipy.stats import wilcoxon
+
+    from benchmark.significance import wilcoxon_p
+
+    mean = lambda *hits: float(np.mean(hits))  # noqa: E731 - as per_user_scores averages
+    reference = pd.Series([1.0, mean(1, 0, 0), 1.0, mean(1, 0, 0), 0.0, 1.0, 1.0, 1.0])
+    other = pd.Series([mean(1, 1, 0), 0.0, mean(1, 1, 0), 0.0, 1.0, 0.0, 1.0, 1.0])
+    assert reference[0] - other[0] != reference[1] - other[1]  # the noise this is about
+    exact = wilcoxon([1 / 3, 1 / 3, 1 / 3, 1 / 3, -1.0, 1.0]).pvalue
+    assert wilcoxon_p(reference, other) == pytest.approx(exact)
+    assert wilcoxon_p(reference, reference + 0.0) == 1.0
+
+
+def test_a_comparison_tests_per_user_only_on_seeds_both_kept_ranks_for(tmp_path: Path) -> None:
+    """tiger seed 2 lost its ranks: the Wilcoxon pairs letter and tiger on seeds 0 and 1 (not
+    tiger's two seeds against letter's three)."""
+    from benchmark.comparisons import compare_with_bases
+    from benchmark.significance import per_user_scores, wilcoxon_p
+
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        write_run(tmp_path, "tiger", seed, rng.integers(1, 40, N_USERS).tolist())
+        write_run(tmp_path, "letter", seed, rng.integers(1, 30, N_USERS).tolist())
+    path = sorted((tmp_path / "runs" / "toy" / "tiger").glob("*.json"))[2]
+    record = json.loads(path.read_text())
+    record["test_ranks"] = record["test_users"] = None
+    path.write_text(json.dumps(record))
+    (table,) = build_leaderboard(load_records(tmp_path)).tables
+    rows = compare_with_bases(table.runs, ["recall@10"], {"letter": "tiger"}.get)
+    paired = [per_user_scores(table.runs, m, "recall@10", [0, 1]) for m in ("tiger", "letter")]
+    assert rows.iloc[0]["seeds"] == 3
+    assert rows.iloc[0]["p_value"] == pytest.approx(wilcoxon_p(*paired))
 
 
 def test_a_table_whose_runs_read_different_item_texts_says_so(tmp_path: Path) -> None:
