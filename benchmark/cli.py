@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.registry import split_names
@@ -114,6 +115,16 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive whole number, got {text!r}")
     return value
 
 
@@ -241,7 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     launch.add_argument("--partition", default=None, help="Slurm partition (default: cluster's)")
     launch.add_argument(
-        "--gpus-per-job", type=int, default=0, help="GPUs per Slurm job (default 0)"
+        "--gpus-per-job",
+        type=_non_negative_int,
+        default=0,
+        help="GPUs per Slurm job (default 0; local workers share this machine's GPUs, one each)",
     )
     launch.add_argument(
         "--cpus-per-job", type=_positive_int, default=4, help="CPUs per Slurm job (default 4)"
@@ -281,7 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="job logs (default: <results-dir>/launch/<date-time>)",
     )
     launch.add_argument(
-        "--status", action="store_true", help="only summarise the grid: done, running, pending"
+        "--status",
+        action="store_true",
+        help="only summarise the grid: done, running, pending (with --tune: the study's trials)",
     )
     launch.add_argument(
         "--wait", action="store_true", help="wait for the jobs and report their outcome"
@@ -651,7 +667,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    from benchmark.launch import Grid, Resources, grid_status, launch_grid, launch_tune
+    from benchmark.launch import Grid, Resources, grid_status, job_results, launch_grid
 
     resources = Resources(
         executor=args.executor,
@@ -665,30 +681,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     if args.tune:
-        datasets = _names(args.dataset, "--dataset", "dataset")
-        if len(datasets) != 1:
-            raise BenchmarkError("--tune searches on one --dataset at a time")
-        folder = args.results_dir / "tune" / datasets[0]
-        storage = args.storage or f"journal:{folder / (args.tune + '.journal')}"
-        log_dir = args.log_dir or args.results_dir / "launch" / f"tune-{args.tune}"
-        kwargs = dict(
-            trials=args.trials,
-            profile=args.profile,
-            protocol=_protocol(args),
-            data_dir=args.data_dir or _default_data_dir(),
-            results_dir=args.results_dir,
-            storage=storage,
-            quiet=True,
-        )
-        from benchmark.tuning import check_search_inputs
-
-        check_search_inputs(args.tune, datasets[0], args.profile, kwargs["data_dir"])
-        jobs = launch_tune(args.tune, datasets[0], args.workers, resources, kwargs, log_dir)
-        print(f"{len(jobs)} tune worker(s) on study storage {storage}; logs in {log_dir}")
-        if args.wait:
-            names = {job.result() for job in jobs}
-            print(f"study {', '.join(sorted(names))}: done")
-        return 0
+        return _launch_tune(args, resources)
     if not args.models:
         raise BenchmarkError("launch needs --models (or --tune MODEL)")
     grid = Grid(
@@ -727,12 +720,70 @@ def cmd_launch(args: argparse.Namespace) -> int:
         f"{len(jobs)} job(s) submitted for {len(states)} runs ({summary}); first {jobs[0].job_id}"
     )
     if args.wait:
+        results, lost = job_results(jobs)
         totals: dict[str, int] = {}
-        for job in jobs:
-            for status, n in job.result().items():
+        for result in results:
+            for status, n in result.items():
                 totals[status] = totals.get(status, 0) + n
         print("jobs finished: " + ", ".join(f"{n} {s}" for s, n in sorted(totals.items())))
-        return 1 if totals.get("failed") else 0
+        for line in lost:
+            print(f"error: {line}", file=sys.stderr)
+        return 1 if totals.get("failed") or lost else 0
+    return 0
+
+
+# launch flags that only shape a grid of runs: a search refuses them rather than drop them
+GRID_ONLY = {"models": None, "overrides": [], "time_budget": None, "stop_after": None,
+             "label": None, "tuned": False, "save_models": None, "runs_per_job": 1}  # fmt: skip
+
+
+def _launch_tune(args: argparse.Namespace, resources: Any) -> int:
+    from benchmark.launch import job_results, launch_tune
+    from benchmark.paths import check_writable_folder
+    from benchmark.tuning import check_search_inputs, study_counts, study_name
+
+    given = [name for name, default in GRID_ONLY.items() if getattr(args, name) != default]
+    if given:
+        flags = ", ".join(
+            "--" + ("set" if n == "overrides" else n.replace("_", "-")) for n in given
+        )
+        raise BenchmarkError(f"launch --tune does not take {flags} (they shape a grid of runs)")
+    if len(args.seeds) != 1:
+        raise BenchmarkError("launch --tune takes one --seeds value: the search's seed")
+    datasets = _names(args.dataset, "--dataset", "dataset")
+    if len(datasets) != 1:
+        raise BenchmarkError("--tune searches on one --dataset at a time")
+    folder = args.results_dir / "tune" / datasets[0]
+    storage = args.storage or f"journal:{folder / (args.tune + '.journal')}"
+    protocol = _protocol(args)
+    if args.status:
+        name = study_name(args.tune, datasets[0], args.profile, protocol)
+        counts = study_counts(storage, name)
+        summary = ", ".join(f"{n} {state}" for state, n in counts.items()) or "no trials yet"
+        print(f"study {name} on {storage}: {summary}")
+        return 0
+    log_dir = args.log_dir or args.results_dir / "launch" / f"tune-{args.tune}"
+    kwargs = dict(
+        trials=args.trials,
+        profile=args.profile,
+        protocol=protocol,
+        seed=args.seeds[0],
+        data_dir=args.data_dir or _default_data_dir(),
+        results_dir=args.results_dir,
+        storage=storage,
+        quiet=True,
+    )
+    check_writable_folder(args.results_dir, "results folder", "--results-dir")
+    check_search_inputs(args.tune, datasets[0], args.profile, kwargs["data_dir"])
+    jobs = launch_tune(args.tune, datasets[0], args.workers, resources, kwargs, log_dir)
+    print(f"{len(jobs)} tune worker(s) on study storage {storage}; logs in {log_dir}")
+    if args.wait:
+        names, lost = job_results(jobs)
+        if names:
+            print(f"study {', '.join(sorted(set(names)))}: done")
+        for line in lost:
+            print(f"error: {line}", file=sys.stderr)
+        return 1 if lost else 0
     return 0
 
 

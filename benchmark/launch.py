@@ -11,7 +11,9 @@ that are done or held by a live worker, and submits the rest:
 
 A job runs its runs through :func:`benchmark.runner.run_batch`, so each run is claimed before it
 trains (a run is trained once however many jobs overlap), a killed job's claim expires with its
-process and a relaunch continues its run from the last epoch checkpoint. Logs go to one folder
+process and a relaunch continues its run from the last epoch checkpoint. A job at its time
+limit (or preempted) is requeued by submitit and continues likewise (:class:`_Requeued`);
+local workers get this machine's GPUs one each (:func:`local_gpus`). Logs go to one folder
 per launch (``<results>/launch/<time>/``); ``--status`` summarises done / running / paused /
 failed / pending for the grid. ``--tune MODEL --workers N`` starts N workers on one Optuna study
 (by default a journal file, which works on a shared filesystem).
@@ -20,6 +22,7 @@ failed / pending for the grid. ``--tune MODEL --workers N`` starts N workers on 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections import Counter
@@ -97,16 +100,27 @@ def grid_status(grid: Grid) -> tuple[Counter, list[tuple[Any, str]]]:
     return Counter(state for _, state in states), states
 
 
-def run_job(grid: Grid, runs: list[tuple[str, str, int]], threads: int) -> dict[str, int]:
-    """One job: train ``runs`` (dataset, model, seed) of ``grid`` one after another."""
+def run_job(
+    grid: Grid, runs: list[tuple[str, str, int]], threads: int, gpu: str | None = None
+) -> dict[str, int]:
+    """One job: train ``runs`` (dataset, model, seed) of ``grid`` one after another.
+
+    ``gpu``: the ``CUDA_VISIBLE_DEVICES`` of a local worker (see :func:`local_gpus`).
+    ``grid.stop_after_minutes`` counts from the job's start, as ``run --stop-after`` does from
+    the command's: no run starts after it once one has trained, and a run pauses at it."""
+    _use_gpu(gpu)
     import torch
 
-    from benchmark.runner import run_batch
+    from benchmark.runner import out_of_time, run_batch
 
     torch.set_num_threads(max(threads, 1))
-    counts: Counter = Counter()
+    stop_at = time.monotonic() + 60 * grid.stop_after_minutes if grid.stop_after_minutes else None
+    outcomes: list = []
     for dataset, model, seed in runs:
-        outcomes = run_batch(
+        if out_of_time(outcomes, stop_at):
+            break
+        left = None if stop_at is None else max((stop_at - time.monotonic()) / 60, 1e-9)
+        outcomes += run_batch(
             [model],
             [dataset],
             profile=grid.profile,
@@ -118,12 +132,56 @@ def run_job(grid: Grid, runs: list[tuple[str, str, int]], threads: int) -> dict[
             quiet=True,
             budget_minutes=grid.budget_minutes,
             label=grid.label,
-            stop_after_minutes=grid.stop_after_minutes,
+            stop_after_minutes=left,
             tuned=grid.tuned_loader(),
             save_models=grid.save_models,
         )
-        counts.update(o.status for o in outcomes)
-    return dict(counts)
+    return dict(Counter(o.status for o in outcomes))
+
+
+def _use_gpu(gpu: str | None) -> None:
+    """Show this worker process only its GPU(s): before torch first touches CUDA, which reads
+    ``CUDA_VISIBLE_DEVICES`` once (submitit's local executor blanks it for its workers)."""
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+
+
+def local_gpus(workers: int) -> list[str | None]:
+    """The ``CUDA_VISIBLE_DEVICES`` of each local worker: this machine's visible GPUs dealt out
+    one per worker, round robin (workers beyond the GPU count share them); None each without a
+    GPU. The launching process's own ``CUDA_VISIBLE_DEVICES`` (indices or UUIDs) is respected,
+    so ``CUDA_VISIBLE_DEVICES= launch ...`` keeps the workers on the CPU."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        devices = [d.strip() for d in visible.split(",") if d.strip()]
+    else:
+        import torch
+
+        devices = [str(i) for i in range(torch.cuda.device_count())]
+    return [devices[i % len(devices)] if devices else None for i in range(workers)]
+
+
+class _Requeued:
+    """A job function that submitit requeues when its time limit nears or it is preempted
+    (Slurm's USR2, or the local executor's own timeout), instead of ending the job with an
+    error: the run in training is killed, its claim dies with the process, and the requeued
+    job skips finished runs and continues that one from its last epoch checkpoint. A tune
+    worker's trial in flight fails (its heartbeat stops) and the search goes on."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def __call__(self, *args):
+        return self.function(*args)
+
+    def checkpoint(self, *args):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args)
+
+
+# how often one job may be requeued at its time limit before submitit gives up on it
+MAX_REQUEUES = 20
 
 
 def _applies(override: str, model: str) -> bool:
@@ -135,7 +193,7 @@ def _executor(log_dir: Path, resources: Resources, threads: int):
     import submitit
 
     if resources.executor == "local":
-        executor = submitit.LocalExecutor(folder=str(log_dir / "%j"))
+        executor = submitit.LocalExecutor(folder=str(log_dir / "%j"), max_num_timeout=MAX_REQUEUES)
         executor.update_parameters(timeout_min=resources.time_minutes)
         return executor
     if resources.executor != "slurm":
@@ -161,6 +219,7 @@ def _executor(log_dir: Path, resources: Resources, threads: int):
         cpus_per_task=threads,
         slurm_array_parallelism=resources.array_parallelism,
         slurm_additional_parameters=extra,
+        slurm_max_num_timeout=MAX_REQUEUES,
         name="genrec-bench",
     )
     return executor
@@ -210,8 +269,46 @@ def launch_grid(grid: Grid, resources: Resources, log_dir: Path | None = None) -
         size = max(1, resources.runs_per_job)
         chunks = [runs[i : i + size] for i in range(0, len(runs), size)]
         threads = resources.cpus_per_job
+    gpus = local_gpus(len(chunks)) if resources.executor == "local" else [None] * len(chunks)
     executor = _executor(log_dir, resources, threads)
-    return executor.map_array(run_job, [grid] * len(chunks), chunks, [threads] * len(chunks))
+    return submit(executor, run_job, [grid] * len(chunks), chunks, [threads] * len(chunks), gpus)
+
+
+def submit(executor: Any, function: Any, *columns: list) -> list[Any]:
+    """``executor.map_array`` of ``function`` (requeued at its time limit), with a refused
+    submission (sbatch's error: partition, account, limits) as a clear error."""
+    import submitit
+
+    try:
+        return executor.map_array(_Requeued(function), *columns)
+    except (submitit.core.utils.FailedSubmissionError, OSError) as exc:
+        message = " ".join(str(exc).split())[:800]
+        raise BenchmarkError(
+            f"the cluster refused the jobs ({type(exc).__name__}: {message}); check "
+            "--partition, --sbatch, --gpus-per-job and --time against what it allows"
+        ) from None
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
+
+
+def job_results(jobs: list[Any]) -> tuple[list[Any], list[str]]:
+    """Each finished job's result, and one line per job that failed or ran out of time (its
+    error's last line and its log), so one lost job neither hides the others nor ends in a
+    traceback."""
+    import submitit
+
+    results, failures = [], []
+    for job in jobs:
+        try:
+            results.append(job.result())
+        except submitit.core.utils.UncompletedJobError as exc:
+            # the exception's own line at the end of the job's traceback, else submitit's first
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            errors = [line for line in lines if _EXCEPTION_LINE.match(line)]
+            reason = (errors or lines or [type(exc).__name__])[-1 if errors else 0]
+            failures.append(f"job {job.job_id}: {reason[:300]} (log: {job.paths.stderr})")
+    return results, failures
 
 
 def launch_tune(
@@ -229,12 +326,16 @@ def launch_tune(
         threads = resources.cpus_per_job
     executor = _executor(log_dir, resources, threads)
     n = max(workers, 1)
-    return executor.map_array(
-        _tune_job, [model] * n, [dataset] * n, [tune_kwargs] * n, [threads] * n
+    gpus = local_gpus(n) if resources.executor == "local" else [None] * n
+    return submit(
+        executor, _tune_job, [model] * n, [dataset] * n, [tune_kwargs] * n, [threads] * n, gpus
     )
 
 
-def _tune_job(model: str, dataset: str, kwargs: dict[str, Any], threads: int) -> str:
+def _tune_job(
+    model: str, dataset: str, kwargs: dict[str, Any], threads: int, gpu: str | None = None
+) -> str:
+    _use_gpu(gpu)
     import torch
 
     from benchmark.tuning import tune

@@ -154,12 +154,13 @@ def make_pruner() -> optuna.pruners.BasePruner:
 
 
 def pruning_hook(trial: optuna.Trial) -> Callable[[int, float], None]:
-    """The ``on_validate`` callback of one trial: report NDCG@10 per epoch, stop when told."""
+    """The ``on_validate`` callback of one trial: report the validation selection metric per
+    epoch, stop when told."""
 
-    def on_validate(epoch: int, ndcg10: float) -> None:
-        trial.report(ndcg10, epoch)
+    def on_validate(epoch: int, value: float) -> None:
+        trial.report(value, epoch)
         if trial.should_prune():
-            raise Pruned(f"trial {trial.number} pruned at epoch {epoch} (NDCG@10 {ndcg10:.4f})")
+            raise Pruned(f"trial {trial.number} pruned at epoch {epoch} (selection {value:.4f})")
 
     return on_validate
 
@@ -418,6 +419,7 @@ def tune(
     if trials <= 0:
         raise BenchmarkError(f"--trials must be positive, got {trials}")
     model_cls, space = check_search_inputs(model, dataset, profile, data_dir)
+    check_writable_folder(results_dir, "results folder", "--results-dir")
     check_writable_folder(cache_root(), "cache folder", "GENREC_CACHE_DIR")
     protocol = protocol or Protocol()
     device = device or default_device()
@@ -547,10 +549,31 @@ def _protocol_flags(protocol: dict[str, Any]) -> str:
     return "".join(flags)
 
 
+def _counts(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, int]:
+    """Trials per state name (``complete``, ``pruned``, ``fail``, ``running``), non-zero only."""
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    return {state: n for state, n in counts.items() if n}
+
+
+def study_counts(storage: str, name: str) -> dict[str, int]:
+    """Trials per state of study ``name`` in ``storage``; empty when there is no such study
+    (a storage file that does not exist yet is not created)."""
+    for prefix in ("journal:", "sqlite:///"):
+        if (
+            storage.startswith(prefix)
+            and not Path(storage.removeprefix(prefix)).expanduser().is_file()
+        ):
+            return {}
+    try:
+        study = optuna.load_study(study_name=name, storage=open_storage(storage))
+    except KeyError:  # the storage holds other studies only
+        return {}
+    return _counts(study.get_trials(deepcopy=False))
+
+
 def _save_best(study: optuna.Study, results_dir: Path, model: str, dataset: str) -> TuneResult:
     all_trials = study.get_trials(deepcopy=False)
-    counts = {s.name.lower(): sum(t.state == s for t in all_trials) for s in TrialState}
-    counts = {state: n for state, n in counts.items() if n}
+    counts = _counts(all_trials)
     complete = [t for t in all_trials if t.state == TrialState.COMPLETE]
     if not complete:
         errors = [t.user_attrs["error"] for t in all_trials if "error" in t.user_attrs]

@@ -170,6 +170,8 @@ def test_a_results_folder_that_cannot_be_written_fails_before_training(tmp_path,
     base = ["run", "--models", "pop", "--dataset", "ml-tiny", "--data-dir", str(FIXTURE_DIR)]
     check(capsys, main([*base, "--results-dir", str(afile)]), "is a file, not a folder")
     check(capsys, main([*base, "--results-dir", str(afile / "sub")]), "not writable")
+    search = ["tune", "--model", "sasrec", "--dataset", "ml-tiny", "--data-dir", str(FIXTURE_DIR)]
+    check(capsys, main([*search, "--results-dir", str(afile)]), "is a file, not a folder")
     assert afile.read_text() == "x"
 
 

@@ -4,6 +4,9 @@ journal file shared by two workers."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+from pathlib import Path
 
 import optuna
 import pytest
@@ -72,3 +75,80 @@ def test_two_tune_workers_share_one_journal_study(tmp_path, capsys):
     assert numbers == list(range(len(numbers)))  # one consistent journal, no lost writes
     assert 1 <= len({t.user_attrs["worker"] for t in done}) <= 2
     assert (tmp_path / "r" / "tuned" / "ml-tiny" / "smoke" / "sasrec.yaml").exists()
+    capsys.readouterr()
+    assert main([*args, "--storage", f"journal:{journal}", "--status"]) == 0
+    assert f"study sasrec-ml-tiny-smoke on journal:{journal}: {len(done)} complete" in (
+        capsys.readouterr().out
+    )
+    missing = tmp_path / "none.journal"
+    assert main([*args, "--storage", f"journal:{missing}", "--status"]) == 0
+    assert "no trials yet" in capsys.readouterr().out and not missing.exists()
+
+
+def test_a_job_interrupted_at_its_time_limit_is_requeued_and_continues_its_run(tmp_path):
+    """submitit's timeout/preemption signal (USR2) requeues the job; the requeued job continues
+    the run from its last epoch checkpoint instead of recording it failed."""
+    import time
+
+    from benchmark.launch import Resources, launch_grid
+
+    grid = Grid(["tiger"], ["ml-tiny"], "smoke", [0], overrides=["epochs=12", "patience=12"],
+                results_dir=tmp_path / "r", data_dir=FIXTURE_DIR)  # fmt: skip
+    (job,) = launch_grid(grid, Resources(executor="local", workers=1), tmp_path / "logs")
+    checkpoints = tmp_path / "cache" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not list(checkpoints.glob("*/*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # until the run has finished an epoch
+    assert job.done() is False, "the run finished before it could be interrupted"
+    # the signal the local executor's controller sends its task before the time limit (Slurm's
+    # USR2 likewise); LocalJob._interrupt would signal the controller itself
+    controller = job._process.pid
+    (task,) = Path(f"/proc/{controller}/task/{controller}/children").read_text().split()
+    os.kill(int(task), signal.SIGUSR2)
+    assert job.result() == {"ok": 1}
+    (path,) = (tmp_path / "r" / "runs").rglob("*.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "ok"
+    assert "recommender" in record["diagnostics"]["resumed_from"]  # after its last epoch
+
+
+def test_local_workers_get_this_machines_gpus_round_robin(monkeypatch):
+    from benchmark.launch import local_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 3")
+    assert local_gpus(3) == ["2", "3", "2"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # hidden: the workers stay on the CPU
+    assert local_gpus(2) == [None, None]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
+    assert local_gpus(3) == ["0", "1", "0"]
+
+
+def test_a_failed_job_is_reported_with_its_log_not_a_traceback(tmp_path):
+    from benchmark.launch import Resources, _executor, job_results, submit
+
+    executor = _executor(tmp_path / "logs", Resources(executor="local"), threads=1)
+    jobs = submit(executor, int, ["not a number"])  # a job whose function raises
+    results, lost = job_results(jobs)
+    assert results == [] and len(lost) == 1
+    assert "ValueError: invalid literal for int()" in lost[0] and "log:" in lost[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--models", "pop"], "does not take --models"),
+        (["--set", "epochs=2", "--time-budget", "5"], "does not take --set, --time-budget"),
+        (["--seeds", "0,1"], "one --seeds value"),
+    ],
+)
+def test_launch_tune_refuses_grid_flags(tmp_path, capsys, extra, message):
+    args = ["launch", "--tune", "sasrec", "--dataset", "ml-tiny", "--profile", "smoke"]
+    assert main([*args, "--results-dir", str(tmp_path), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_gpus_per_job_must_not_be_negative(capsys):
+    with pytest.raises(SystemExit):
+        main(["launch", "--models", "pop", "--gpus-per-job", "-1"])
+    assert "expected 0 or a positive whole number" in capsys.readouterr().err
