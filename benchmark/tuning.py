@@ -45,6 +45,7 @@ from benchmark.cache import key_hash
 from benchmark.data import Protocol, cache_root, load_sequence_data
 from benchmark.datasets import check_dataset
 from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.log import logger
 from benchmark.paths import check_name, check_writable_folder
 from benchmark.records import now
 from benchmark.runner import (
@@ -429,7 +430,8 @@ def tune(
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     name = study_name(model, dataset, profile, protocol)
-    opened = open_storage(storage or default_storage(results_dir, model, dataset))
+    storage = storage or default_storage(results_dir, model, dataset)
+    opened = open_storage(storage)
     study = optuna.create_study(
         study_name=name,
         storage=opened,
@@ -478,7 +480,7 @@ def tune(
                 optuna.study.MaxTrialsCallback(trials, states=FINISHED),
             ],
         )
-    return _save_best(study, results_dir, model, dataset)
+    return _save_best(study, results_dir, model, dataset, storage)
 
 
 def _record_identity(study: optuna.Study, identity: dict[str, Any]) -> None:
@@ -571,7 +573,23 @@ def study_counts(storage: str, name: str) -> dict[str, int]:
     return _counts(study.get_trials(deepcopy=False))
 
 
-def _save_best(study: optuna.Study, results_dir: Path, model: str, dataset: str) -> TuneResult:
+def _warn_if_another_study_wrote(identity: Path, storage: str) -> None:
+    """`tune` (SQLite by default) and `launch --tune` (a journal file) keep separate studies of
+    the same name that write the same tuned file: say so when one replaces the other's."""
+    try:
+        before = json.loads(identity.read_text(encoding="utf-8")).get("storage")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return
+    if before and before != storage:
+        logger.warning(
+            f"{identity.with_suffix('.yaml')} held the best of the study in {before}; "
+            f"it now holds the best of {storage} (pass the same --storage to continue one study)"
+        )
+
+
+def _save_best(
+    study: optuna.Study, results_dir: Path, model: str, dataset: str, storage: str
+) -> TuneResult:
     all_trials = study.get_trials(deepcopy=False)
     counts = _counts(all_trials)
     complete = [t for t in all_trials if t.state == TrialState.COMPLETE]
@@ -599,7 +617,10 @@ def _save_best(study: optuna.Study, results_dir: Path, model: str, dataset: str)
     ]
     text = "".join(f"# {line}\n" for line in header)
     text += yaml.safe_dump(dict(best.params), sort_keys=True)
+    _warn_if_another_study_wrote(path.with_suffix(".json"), storage)
     write_text_atomic(path, text)
     identity = {k: attrs[k] for k in ("profile", "protocol", "fingerprint", "seed")}
-    write_json_atomic(path.with_suffix(".json"), {"study": study.study_name, **identity})
+    write_json_atomic(
+        path.with_suffix(".json"), {"study": study.study_name, "storage": storage, **identity}
+    )
     return TuneResult(study.study_name, dict(best.params), best.value, best.number, counts, path)

@@ -107,6 +107,18 @@ def test_resume_counts_earlier_trials_and_run_tuned_uses_the_yaml(tmp_path, smal
     assert "1 runs: 0 done, 0 running, 0 paused, 0 failed, 1 pending" in capsys.readouterr().out
 
 
+def test_a_tuned_file_replaced_by_another_storages_study_says_so(tmp_path, small_space, capsys):
+    """`tune` (SQLite) and `launch --tune` (journal) keep separate studies of one name."""
+    tuning.tune("sasrec", "ml-tiny", trials=1, results_dir=tmp_path, **TINY)
+    assert "held the best of the study" not in capsys.readouterr().err
+    journal = f"journal:{tmp_path / 'other.journal'}"
+    result = tuning.tune("sasrec", "ml-tiny", trials=1, results_dir=tmp_path, storage=journal,
+                         **TINY)  # fmt: skip
+    err = capsys.readouterr().err
+    assert "held the best of the study in sqlite:///" in err and journal in err
+    assert json.loads(result.path.with_suffix(".json").read_text())["storage"] == journal
+
+
 def test_two_workers_add_trials_to_one_study(tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     command = [sys.executable, "-m", "benchmark", "tune", "--model", "sasrec", *CLI_TINY]
