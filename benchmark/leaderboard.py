@@ -798,7 +798,32 @@ def comparison_legend(style: Style, alpha: float, lead: str = "Each") -> str:
     )
 
 
-def _footnotes(table: Table, style: Style, alpha: float) -> list[str]:
+def untested_notes(table: Table, summary: pd.DataFrame) -> list[str]:
+    """Models that could not be tested against a column's best (no seed with per-user ranks in
+    common): their cells carry no mark either way, which must not read as "not worse"."""
+    rows = summary[
+        summary["metric"].isin(table.columns)
+        & summary["mean"].notna()
+        & summary["p_value"].isna()
+        & summary["place"].ne(1).fillna(True)
+    ]
+    return [
+        f"{model}: not tested against the column's best in "
+        f"{', '.join(_display(m) for m in table.columns if m in set(group['metric']))} "
+        "(no seed with per-user ranks in common), so no mark either way."
+        for model, group in rows.groupby("model", sort=True)
+    ]
+
+
+def _display(metric: str) -> str:
+    """``recall@10`` as the tables head it, ``Recall@10``."""
+    name, _, k = metric.partition("@")
+    return f"{DISPLAY.get(name, name)}@{k}"
+
+
+def _footnotes(
+    table: Table, style: Style, alpha: float, summary: pd.DataFrame | None = None
+) -> list[str]:
     legend = (
         f"Test scores, mean{style.pm}std over seeds. Bold: best; underlined: second. "
         f"{style.dagger}: significantly worse than the column's best model (two-sided Wilcoxon "
@@ -810,7 +835,8 @@ def _footnotes(table: Table, style: Style, alpha: float) -> list[str]:
         "epochs trained up to the kept epoch / in all, every stage counted (means); Train (s): "
         "mean training time; Users/s: test users decoded per second."
     )
-    return [legend] + [style.escape(note) for note in table.notes]
+    notes = table.notes + (untested_notes(table, summary) if summary is not None else [])
+    return [legend] + [style.escape(note) for note in notes]
 
 
 def _failed_lines(failed: pd.DataFrame, escape: Callable[[str], str] = str) -> list[str]:
@@ -855,7 +881,7 @@ def render_markdown(board: Leaderboard, summaries: list[pd.DataFrame], alpha: fl
 def _markdown_table(table: Table, summary: pd.DataFrame, alpha: float) -> list[str]:
     title = MARKDOWN.escape(table.title)  # record fields: no raw HTML into the README
     lines = ["", f"### {title}", "", _markdown(leaderboard_cells(table, summary, MARKDOWN))]
-    lines += [""] + [f"- {note}" for note in _footnotes(table, MARKDOWN, alpha)]
+    lines += [""] + [f"- {note}" for note in _footnotes(table, MARKDOWN, alpha, summary)]
     if not table.failed.empty:
         lines += ["", "Failed runs:", "", *_failed_lines(table.failed, MARKDOWN.escape)]
     comparisons = table.comparisons
@@ -977,7 +1003,7 @@ def render_latex(board: Leaderboard, summaries: list[pd.DataFrame], alpha: float
     for table, summary in zip(board.tables, summaries):
         if table.dataset in board.split_notes:
             lines.append(f"% {board.split_notes[table.dataset]}")
-        notes = _footnotes(table, LATEX, alpha)
+        notes = _footnotes(table, LATEX, alpha, summary)
         cells = leaderboard_cells(table, summary, LATEX)
         lines += _latex_float(table.title, f"tab:{table.slug}", cells, notes)
         lines += [f"% failed: {line[2:]}" for line in _failed_lines(table.failed)]

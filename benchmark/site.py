@@ -32,6 +32,7 @@ from benchmark.leaderboard import (
     Table,
     comparison_cells,
     comparison_legend,
+    untested_notes,
 )
 from benchmark.metrics import headline_metrics
 
@@ -232,7 +233,9 @@ def write_site(
             for p in pngs
             if p.stem.startswith(table.slug + "_")
         )
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in table.notes)
+        notes = "".join(
+            f"<li>{html.escape(n)}</li>" for n in table.notes + untested_notes(table, summary)
+        )
         sections.append(
             f'<section id="{_anchor(table.slug)}"><h2>{html.escape(table.title)}</h2>'
             + _leaderboard_html(table, summary)

@@ -580,6 +580,16 @@ def test_runs_of_a_key_without_a_table_are_listed_with_why(tmp_path: Path) -> No
     assert "`c` on toy seed 0" in outside and "still training (paused after 1 epoch(s))" in outside
 
 
+def test_a_model_sharing_no_ranked_seed_with_the_best_is_said_untested(tmp_path: Path) -> None:
+    """sasrec ran seed 0 only, tiger seed 1 only: no pair to test, so no † and a note saying
+    so (an unmarked cell must not read as "not worse")."""
+    write_run(tmp_path, "sasrec", 0, [1] * N_USERS)
+    write_run(tmp_path, "tiger", 1, [0] * N_USERS)
+    md, _, _ = build(tmp_path)
+    assert "tiger: not tested against the column's best in Recall@5, NDCG@5" in md
+    assert "sasrec: not tested" not in md
+
+
 def test_wilcoxon_ties_differences_that_differ_only_by_float_noise() -> None:
     """Seed-averaged scores: 1 - 2/3 and 1/3 - 0 are one difference, one tie in the ranks."""
     from scipy.stats import wilcoxon
