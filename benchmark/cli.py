@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -712,24 +714,34 @@ def cmd_launch(args: argparse.Namespace) -> int:
             )
         print(f"{len(states)} runs: {summary}")
         return 0
-    jobs = launch_grid(grid, resources, args.log_dir)
-    if not jobs:
-        print(f"nothing to launch ({summary})")
-        return 0
-    print(
-        f"{len(jobs)} job(s) submitted for {len(states)} runs ({summary}); first {jobs[0].job_id}"
-    )
-    if args.wait:
+    with submitted(launch_grid(grid, resources, args.log_dir)) as jobs:
+        if not jobs:
+            print(f"nothing to launch ({summary})")
+            return 0
+        first = jobs[0].job_id
+        print(f"{len(jobs)} job(s) submitted for {len(states)} runs ({summary}); first {first}")
+        if not args.wait:
+            return 0
         results, lost = job_results(jobs)
-        totals: dict[str, int] = {}
-        for result in results:
-            for status, n in result.items():
-                totals[status] = totals.get(status, 0) + n
-        print("jobs finished: " + ", ".join(f"{n} {s}" for s, n in sorted(totals.items())))
-        for line in lost:
-            print(f"error: {line}", file=sys.stderr)
-        return 1 if totals.get("failed") or lost else 0
-    return 0
+    totals: dict[str, int] = {}
+    for result in results:
+        for status, n in result.items():
+            totals[status] = totals.get(status, 0) + n
+    print("jobs finished: " + ", ".join(f"{n} {s}" for s, n in sorted(totals.items())))
+    for line in lost:
+        print(f"error: {line}", file=sys.stderr)
+    return 1 if totals.get("failed") or lost else 0
+
+
+@contextlib.contextmanager
+def submitted(jobs: list[Any]) -> Iterator[list[Any]]:
+    """The submitit jobs, dropped on leaving: a frame of this command can outlive it (optuna
+    keeps the traceback of an optional import made under it), and jobs still referenced at
+    interpreter exit print a TypeError from their ``__del__``."""
+    try:
+        yield jobs
+    finally:
+        jobs.clear()
 
 
 # launch flags that only shape a grid of runs: a search refuses them rather than drop them
@@ -775,16 +787,18 @@ def _launch_tune(args: argparse.Namespace, resources: Any) -> int:
     )
     check_writable_folder(args.results_dir, "results folder", "--results-dir")
     check_search_inputs(args.tune, datasets[0], args.profile, kwargs["data_dir"])
-    jobs = launch_tune(args.tune, datasets[0], args.workers, resources, kwargs, log_dir)
-    print(f"{len(jobs)} tune worker(s) on study storage {storage}; logs in {log_dir}")
-    if args.wait:
+    with submitted(
+        launch_tune(args.tune, datasets[0], args.workers, resources, kwargs, log_dir)
+    ) as jobs:
+        print(f"{len(jobs)} tune worker(s) on study storage {storage}; logs in {log_dir}")
+        if not args.wait:
+            return 0
         names, lost = job_results(jobs)
-        if names:
-            print(f"study {', '.join(sorted(set(names)))}: done")
-        for line in lost:
-            print(f"error: {line}", file=sys.stderr)
-        return 1 if lost else 0
-    return 0
+    if names:
+        print(f"study {', '.join(sorted(set(names)))}: done")
+    for line in lost:
+        print(f"error: {line}", file=sys.stderr)
+    return 1 if lost else 0
 
 
 def _default_data_dir():

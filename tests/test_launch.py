@@ -152,3 +152,18 @@ def test_gpus_per_job_must_not_be_negative(capsys):
     with pytest.raises(SystemExit):
         main(["launch", "--models", "pop", "--gpus-per-job", "-1"])
     assert "expected 0 or a positive whole number" in capsys.readouterr().err
+
+
+def test_a_local_launch_exits_without_submitit_noise(tmp_path):
+    """Job objects must be gone before interpreter exit (their __del__ printed a TypeError)."""
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "benchmark", "launch", "--models", "pop", "--dataset", "ml-tiny",
+            "--profile", "smoke", "--data-dir", str(FIXTURE_DIR), "--results-dir",
+            str(tmp_path / "r"), "--executor", "local", "--workers", "1", "--wait"]  # fmt: skip
+    env = {**os.environ, "GENREC_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "jobs finished: 1 ok" in done.stdout
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr
