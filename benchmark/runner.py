@@ -341,8 +341,10 @@ class HarnessContext:
             extra["inputs"] = self.inputs
         self.checkpoints.save(stage, {**state, **extra})
         if not final and self.stop_at is not None and time.monotonic() > self.stop_at:
-            raise RunPaused(
-                f"paused after {stage} epoch {state['epoch']}", list(self.curve), self.elapsed()
+            raise RunPaused(  # epochs counted from 1 over all stages, as status and tables do
+                f"paused after epoch {state['epoch'] + 1} ({stage} stage)",
+                list(self.curve),
+                self.elapsed(),
             )
 
     def validate(self, epoch: int, extra: dict[str, Any] | None = None) -> float:
@@ -1031,8 +1033,9 @@ def summary_line(record: dict[str, Any]) -> str:
     test, diag = record["test"], record["diagnostics"]
     shown = headline_metrics((record.get("protocol") or {}).get("selection", "ndcg@10"))
     metrics = " ".join(f"{m} {test[m]:.4f}" for m in shown if m in test)
-    best = diag.get("best_epoch")
-    epochs = f", best epoch {best}" if best is not None else ""
+    best, curve = diag.get("best_epoch"), record.get("curve") or []
+    # counted from 1, as `status` and the tables' "Epochs to best" count
+    epochs = f", best epoch {best + 1} of {len(curve)}" if best is not None else ""
     capped = capped_stages(diag)
     if capped and not diag.get("stopped_by_budget"):
         cosine = (spec.get("config") or {}).get("lr_schedule") == "cosine"
