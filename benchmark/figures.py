@@ -265,6 +265,9 @@ def write_figures(results_dir: Path, out_dir: Path, board: Leaderboard | None = 
                 continue
             for ext in ("png", "pdf"):
                 path = out_dir / f"{table.slug}_{name}.{ext}"
-                write_atomic(path, functools.partial(fig.savefig, format=ext, dpi=150))
+                # no creation date in a PDF: regenerating an unchanged figure changes no byte
+                meta = {"CreationDate": None} if ext == "pdf" else {}
+                save = functools.partial(fig.savefig, format=ext, dpi=150, metadata=meta)
+                write_atomic(path, save)
                 paths.append(path)
     return paths

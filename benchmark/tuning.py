@@ -260,7 +260,9 @@ def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage)
     a worker killed before its first beat)."""
     if not isinstance(storage, optuna.storages.JournalStorage):
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():  # experimental in Optuna: warned on every call
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
         after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         return sorted(before - after)
     failed, now_s = [], time.time()
@@ -604,7 +606,8 @@ def _save_best(
     searched = Protocol(**{**searched, "ks": tuple(searched.get("ks", Protocol().ks))})
     path = tuned_path(results_dir, model, dataset, attrs["profile"], searched)
     header = [
-        f"tuned by `python -m benchmark tune --model {model} --dataset {dataset}`; "
+        f"tuned by `python -m benchmark tune --model {model} --dataset {dataset} --profile "
+        f"{attrs['profile']}{_protocol_flags(attrs['protocol'])}`; "
         f"use with `run --models {model} --dataset {dataset} --profile {attrs['profile']}"
         f"{_protocol_flags(attrs['protocol'])} --tuned`",
         f"study: {study.study_name} (profile {attrs['profile']}, seed {attrs['seed']}, "

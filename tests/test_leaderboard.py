@@ -381,6 +381,19 @@ def test_a_variant_is_drawn_in_a_tint_of_its_backbone_and_dashed(tmp_path: Path)
     assert any(path.name == "toy-smoke_curves.png" for path in paths)
 
 
+def test_regenerated_figures_are_byte_identical(tmp_path: Path, monkeypatch) -> None:
+    """No creation date in the PDFs: regenerating an unchanged leaderboard changes no file."""
+    import time
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    write_run(tmp_path, "a", 0)
+    write_run(tmp_path, "b", 0, [2] * N_USERS)
+    first = {p: p.read_bytes() for p in write_figures(tmp_path, tmp_path / "figures")}
+    time.sleep(1.1)  # a creation date would differ now
+    second = {p: p.read_bytes() for p in write_figures(tmp_path, tmp_path / "figures")}
+    assert any(p.suffix == ".pdf" for p in first) and first == second
+
+
 def test_no_codebook_figure_for_a_table_without_semantic_ids(tmp_path: Path) -> None:
     sid = {"levels": [{"usage": 0.9, "entropy_bits": 7.5}], "collision_rate": 0, "invalid_rate": 0}
     write_run(tmp_path, "sidmodel", 0, diagnostics={"train_seconds": 1.0, "sid": sid})
