@@ -92,7 +92,7 @@ def test_a_job_interrupted_at_its_time_limit_is_requeued_and_continues_its_run(t
 
     from benchmark.launch import Resources, launch_grid
 
-    grid = Grid(["tiger"], ["ml-tiny"], "smoke", [0], overrides=["epochs=12", "patience=12"],
+    grid = Grid(["sasrec"], ["ml-tiny"], "smoke", [0], overrides=["epochs=8", "patience=8"],
                 results_dir=tmp_path / "r", data_dir=FIXTURE_DIR)  # fmt: skip
     (job,) = launch_grid(grid, Resources(executor="local", workers=1), tmp_path / "logs")
     checkpoints = tmp_path / "cache" / "checkpoints"
