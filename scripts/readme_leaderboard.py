@@ -42,6 +42,8 @@ def replace_between(text: str, markers: tuple[str, str], body: str) -> str:
     if start not in text:
         return text
     head, rest = text.split(start, 1)
+    if end not in rest:  # a hand edit lost it: say which, rather than a ValueError from split
+        raise SystemExit(f"README.md has {start} but no {end} after it; restore the end marker")
     _, tail = rest.split(end, 1)
     return f"{head}{start}\n{body}\n{end}{tail}"
 

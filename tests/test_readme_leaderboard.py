@@ -33,3 +33,10 @@ def test_the_headline_replaces_what_was_between_its_markers(tmp_path, monkeypatc
     rl.main()
     out = (tmp_path / "README.md").read_text()
     assert out == f"top\n{rl.HEADLINE[0]}\n| model | new |\n{rl.HEADLINE[1]}\nbottom\n"
+
+
+def test_a_lost_end_marker_is_a_clear_error():
+    import pytest
+
+    with pytest.raises(SystemExit, match="no <!-- B --> after it"):
+        rl.replace_between("x <!-- A --> table", ("<!-- A -->", "<!-- B -->"), "new")
