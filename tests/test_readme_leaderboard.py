@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from scripts import readme_leaderboard as rl
 
 
@@ -36,7 +38,5 @@ def test_the_headline_replaces_what_was_between_its_markers(tmp_path, monkeypatc
 
 
 def test_a_lost_end_marker_is_a_clear_error():
-    import pytest
-
     with pytest.raises(SystemExit, match="no <!-- B --> after it"):
         rl.replace_between("x <!-- A --> table", ("<!-- A -->", "<!-- B -->"), "new")
