@@ -120,10 +120,11 @@ def extend_from_capped(
             if not (root / "capped.json").is_file():
                 return None
             copies, reopened, old_caps = _extension(root, caps, device)
+        if reopened:  # a pause and resume of this run must still know what it extended; first,
+            # so no kill leaves copies without it (a marker alone is ignored: no .pt files)
+            write_json_atomic(checkpoints.folder / EXTENDED, {"stage": reopened, "caps": old_caps})
         for stage, payload in copies:
             checkpoints.save(stage, payload)
-        if reopened:  # a pause and resume of this run must still know what it extended
-            write_json_atomic(checkpoints.folder / EXTENDED, {"stage": reopened, "caps": old_caps})
     except Exception as exc:  # noqa: BLE001 - a damaged capped run, a full disk: from scratch
         checkpoints.warnings.append(f"ignored capped run {root} ({type(exc).__name__}: {exc})")
         checkpoints.clear()

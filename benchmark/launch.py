@@ -180,8 +180,9 @@ class _Requeued:
         return submitit.helpers.DelayedSubmission(self, *args)
 
 
-# how often one job may be requeued at its time limit before submitit gives up on it
-MAX_REQUEUES = 20
+# how often one job may be requeued at its time limit before submitit gives up on it (on the
+# local executor its controller restarts a job at most 6 times, so 5 requeues)
+MAX_REQUEUES, MAX_LOCAL_REQUEUES = 20, 5
 
 
 def _applies(override: str, model: str) -> bool:
@@ -193,7 +194,9 @@ def _executor(log_dir: Path, resources: Resources, threads: int):
     import submitit
 
     if resources.executor == "local":
-        executor = submitit.LocalExecutor(folder=str(log_dir / "%j"), max_num_timeout=MAX_REQUEUES)
+        executor = submitit.LocalExecutor(
+            folder=str(log_dir / "%j"), max_num_timeout=MAX_LOCAL_REQUEUES
+        )
         executor.update_parameters(timeout_min=resources.time_minutes)
         return executor
     if resources.executor != "slurm":
@@ -203,7 +206,9 @@ def _executor(log_dir: Path, resources: Resources, threads: int):
             "--executor slurm: no sbatch on this machine's PATH; run launch on a Slurm login "
             "node, or use --executor local --workers N here"
         )
-    executor = submitit.AutoExecutor(folder=str(log_dir / "%j"), cluster="slurm")
+    executor = submitit.AutoExecutor(
+        folder=str(log_dir / "%j"), cluster="slurm", slurm_max_num_timeout=MAX_REQUEUES
+    )
     extra: dict[str, str] = {}
     for option in resources.sbatch:
         key, eq, value = option.partition("=")
@@ -219,7 +224,6 @@ def _executor(log_dir: Path, resources: Resources, threads: int):
         cpus_per_task=threads,
         slurm_array_parallelism=resources.array_parallelism,
         slurm_additional_parameters=extra,
-        slurm_max_num_timeout=MAX_REQUEUES,
         name="genrec-bench",
     )
     return executor

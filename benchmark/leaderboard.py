@@ -592,6 +592,8 @@ def summarize(table: Table, alpha: float = ALPHA) -> pd.DataFrame:
     stats["place"] = places.where(stats["metric"].isin(table.columns)).astype("Int64")
     stats = stats.merge(_significance(table, stats), on=["model", "metric"], how="left")
     stats["significant"] = stats["p_holm"].lt(alpha) & stats.pop("worse").eq(True)
+    # the model † compares with, per column
+    stats["reference"] = stats["reference"].eq(True)
     return stats
 
 
@@ -640,7 +642,9 @@ def _significance(table: Table, stats: pd.DataFrame) -> pd.DataFrame:
             {"model": m, "metric": metric, "p_value": p, "p_holm": holm_p[m], "worse": worse}
             for m, (p, worse) in tested.items()
         ]
-    return pd.DataFrame(rows, columns=["model", "metric", "p_value", "p_holm", "worse"])
+        rows.append({"model": best, "metric": metric, "reference": True})  # what † compares with
+    columns = ["model", "metric", "p_value", "p_holm", "worse", "reference"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 # ---------------------------------------------------------------- render
@@ -801,18 +805,26 @@ def comparison_legend(style: Style, alpha: float, lead: str = "Each") -> str:
 def untested_notes(table: Table, summary: pd.DataFrame) -> list[str]:
     """Models that could not be tested against a column's best (no seed with per-user ranks in
     common): their cells carry no mark either way, which must not read as "not worse"."""
-    rows = summary[
-        summary["metric"].isin(table.columns)
-        & summary["mean"].notna()
-        & summary["p_value"].isna()
-        & summary["place"].ne(1).fillna(True)
-    ]
-    return [
-        f"{model}: not tested against the column's best in "
-        f"{', '.join(_display(m) for m in table.columns if m in set(group['metric']))} "
-        "(no seed with per-user ranks in common), so no mark either way."
+    columns = summary[summary["metric"].isin(table.columns) & summary["mean"].notna()]
+    reference = columns.get("reference", pd.Series(False, index=columns.index)).eq(True)
+    rows = columns[columns["p_value"].isna() & columns["place"].ne(1).fillna(True) & ~reference]
+
+    def named(metrics: Any) -> str:
+        return ", ".join(_display(m) for m in table.columns if m in set(metrics))
+
+    notes = [
+        f"{model}: not tested against the column's best in {named(group['metric'])} (no seed "
+        "with per-user ranks in common), so no mark either way."
         for model, group in rows.groupby("model", sort=True)
     ]
+    # the best mean kept no per-user ranks: † there compares with the best model that did
+    stand_in = columns[reference & columns["place"].ne(1).fillna(True)]
+    notes += [
+        f"{model} stands in for the column's best in {named(group['metric'])} (the best kept no "
+        "per-user ranks): † there means significantly worse than it."
+        for model, group in stand_in.groupby("model", sort=True)
+    ]
+    return notes
 
 
 def _display(metric: str) -> str:

@@ -929,10 +929,12 @@ def _train_and_record(
     # (the capped run's epochs would count against it, and an uninterrupted budgeted run may
     # have stopped before them), nor with --force (from scratch means from scratch).
     extendable = spec.capped_key and spec.budget_minutes is None and not force
-    extended = None
+    extended = copied = None  # copied: seeded from the capped run in this invocation
     if extendable:
         root = capped_root(spec)
-        extended = extend_from_capped(checkpoints, root, spec.stage_caps(), device_name(device))
+        extended = copied = extend_from_capped(
+            checkpoints, root, spec.stage_caps(), device_name(device)
+        )
         for warning in checkpoints.warnings:
             logger.warning(warning)
         checkpoints.warnings.clear()
@@ -988,6 +990,10 @@ def _train_and_record(
         if paused.peak_rss_mb is not None:
             record.diagnostics["peak_rss_mb"] = round(paused.peak_rss_mb, 1)
     except Exception as exc:  # noqa: BLE001 - a failed run is recorded and the batch goes on
+        if type(exc).__module__.startswith("submitit."):
+            # a cluster job's time limit past its last requeue, raised by submitit's signal
+            # handler inside training: a kill too (no record; a relaunch resumes the run)
+            raise
         record.status = "failed"
         record.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         record.traceback = traceback.format_exc()
@@ -995,7 +1001,7 @@ def _train_and_record(
     record.save(path)
     if record.status == "ok" and not record.diagnostics["stopped_by_budget"]:
         _settle_checkpoints(spec, record.diagnostics, checkpoints, device, extended)
-    elif record.status == "failed" and extended:
+    elif record.status == "failed" and copied:
         checkpoints.clear()  # the next try starts over rather than failing on the same copy
     payload = record.to_dict()
     logger.log(SUMMARY, summary_line(payload))  # --quiet drops bars and epoch lines, not this

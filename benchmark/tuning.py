@@ -304,6 +304,15 @@ def _protocol_tag(protocol: Protocol | None) -> str:
     return f".{key_hash(protocol.to_dict())[:8]}"
 
 
+def canonical_storage(url: str) -> str:
+    """``url`` with a journal or SQLite file as an absolute path: one study reached as
+    ``results/...`` or ``./results/...`` or from another folder is one storage."""
+    for prefix in ("journal:", "sqlite:///"):
+        if url.startswith(prefix):
+            return prefix + str(Path(url.removeprefix(prefix)).expanduser().resolve())
+    return url
+
+
 def default_storage(results_dir: Path, model: str, dataset: str) -> str:
     path = (
         Path(results_dir)
@@ -432,7 +441,7 @@ def tune(
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     name = study_name(model, dataset, profile, protocol)
-    storage = storage or default_storage(results_dir, model, dataset)
+    storage = canonical_storage(storage or default_storage(results_dir, model, dataset))
     opened = open_storage(storage)
     study = optuna.create_study(
         study_name=name,

@@ -92,7 +92,7 @@ def test_a_job_interrupted_at_its_time_limit_is_requeued_and_continues_its_run(t
 
     from benchmark.launch import Resources, launch_grid
 
-    grid = Grid(["sasrec"], ["ml-tiny"], "smoke", [0], overrides=["epochs=8", "patience=8"],
+    grid = Grid(["sasrec"], ["ml-tiny"], "smoke", [0], overrides=["epochs=20", "patience=20"],
                 results_dir=tmp_path / "r", data_dir=FIXTURE_DIR)  # fmt: skip
     (job,) = launch_grid(grid, Resources(executor="local", workers=1), tmp_path / "logs")
     checkpoints = tmp_path / "cache" / "checkpoints"
@@ -167,3 +167,36 @@ def test_a_local_launch_exits_without_submitit_noise(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "jobs finished: 1 ok" in done.stdout
     assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_slurm_executor_is_built_with_its_requeue_limit(tmp_path, monkeypatch):
+    """Built against stub sbatch/srun (no Slurm here): every parameter is one submitit takes."""
+    from benchmark.launch import MAX_REQUEUES, Resources, _executor
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("sbatch", "srun"):
+        (bin_dir / name).write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    resources = Resources(executor="slurm", partition="gpu", gpus_per_job=1, sbatch=["account=x"])
+    executor = _executor(tmp_path / "logs", resources, threads=4)
+    assert executor._executor.max_num_timeout == MAX_REQUEUES
+    assert executor._executor.parameters["additional_parameters"] == {"account": "x"}
+
+
+def test_a_submitit_time_limit_inside_training_is_a_kill_not_a_failed_record(tmp_path, monkeypatch):
+    """Past its last requeue, submitit raises from its signal handler inside training: no
+    failed record (a relaunch resumes the run from its checkpoint)."""
+    import submitit
+
+    from benchmark import runner
+
+    def out_of_time(*args, **kwargs):
+        raise submitit.core.utils.UncompletedJobError("Job not requeued: timed-out too many times")
+
+    monkeypatch.setattr(runner, "execute_run", out_of_time)
+    with pytest.raises(submitit.core.utils.UncompletedJobError):
+        runner.run_batch(["sasrec"], ["ml-tiny"], profile="smoke", data_dir=FIXTURE_DIR,
+                         results_dir=tmp_path, quiet=True)  # fmt: skip
+    assert not list(tmp_path.glob("runs/*/*/*.json"))

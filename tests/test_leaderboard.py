@@ -603,6 +603,21 @@ def test_a_model_sharing_no_ranked_seed_with_the_best_is_said_untested(tmp_path:
     assert "sasrec: not tested" not in md
 
 
+def test_when_the_best_kept_no_ranks_the_stand_in_is_named_not_called_untested(
+    tmp_path: Path,
+) -> None:
+    write_run(tmp_path, "x", 0, [1] * N_USERS)  # best, but its ranks are lost below
+    write_run(tmp_path, "y", 0, [1] * 50 + [0] * (N_USERS - 50))
+    write_run(tmp_path, "z", 0, [0] * N_USERS)
+    path = next((tmp_path / "runs" / "toy" / "x").glob("*.json"))
+    record = json.loads(path.read_text())
+    record["test_ranks"] = record["test_users"] = None
+    path.write_text(json.dumps(record))
+    md, _, _ = build(tmp_path)
+    assert "y: not tested" not in md
+    assert "y stands in for the column's best in Recall@5, NDCG@5" in md
+
+
 def test_wilcoxon_ties_differences_that_differ_only_by_float_noise() -> None:
     """Seed-averaged scores: 1 - 2/3 and 1/3 - 0 are one difference, one tie in the ranks."""
     from scipy.stats import wilcoxon
