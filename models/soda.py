@@ -4,8 +4,9 @@ Xue et al., "Distribution-Level Contrastive Supervision for Generative Recommend
 2603.00700 (RecSys 2026 short paper). The paper supervises the recommender with probability
 distributions over the multi-level codebooks instead of hard codes, scores a (user, item) pair
 by a negative KL divergence, and trains with a BPR-style loss; it is a plug-in for TIGER, LETTER
-and ETEGRec. Its code is not public and its distribution definitions, KL direction, negatives,
-weights and temperatures are unknown (METHODS.md Sec. 8), so this is our reconstruction [I];
+and ETEGRec. Its code (github.com/freyasa/SODA, named on a co-author's page) could not be
+retrieved here, and the paper's text gives no distribution definitions, KL direction, negatives,
+weights or temperatures (METHODS.md Sec. 8), so this is our reconstruction [I];
 label its results "SODA-style (reconstructed)" (recorded as ``diagnostics["soda"]["label"]``).
 
 * Item side, per level ``l``: ``q_l(i) = softmax(-||r_{l-1}(i) - E_l[k]||^2 / soda_tau)`` over
@@ -62,6 +63,7 @@ from models.components.quantizer import RQVAE
 from models.components.semantic_ids import SemanticIDTable, add_collision_digit, sid_diagnostics
 from models.generative import GenerativeConfig, GenerativeRecommender
 
+# (kept as written in every record so far; read "public" as "available to us", see above)
 LABEL = "SODA-style (reconstructed: the paper's code is not public, see models/soda.py)"
 KL_DIRECTIONS = ("user_item", "item_user")
 SAMPLINGS = ("uniform", "in-batch")
