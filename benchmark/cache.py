@@ -82,9 +82,12 @@ class DiskCache:
                 # numbers.
                 with isolated_rng(int(key_hash(key)[:8], 16)):
                     value = create()
-                torch_save_atomic(path, value)
-                key_text = json.dumps(key, sort_keys=True, default=str, indent=1)
-                write_text_atomic(path.with_suffix(".json"), key_text)
+                try:
+                    torch_save_atomic(path, value)
+                    key_text = json.dumps(key, sort_keys=True, default=str, indent=1)
+                    write_text_atomic(path.with_suffix(".json"), key_text)
+                except OSError as exc:  # a full disk: this run has the artifact, use it
+                    logger.warning(f"could not cache {path} ({exc.strerror or exc}); not cached")
             return value
         finally:
             self._building -= 1

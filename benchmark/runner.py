@@ -52,7 +52,7 @@ from benchmark.records import (
 from benchmark.registry import Registry, UnknownNameError
 from models.base import Model, ModelConfig, ModelPlugin, SequenceData
 from models.catalog import MODELS, PLUGINS
-from models.training import STAGE_CAPS, capped_stages, seed_everything
+from models.training import STAGE_CAPS, capped_stages, device_key, device_name, seed_everything
 
 TEACHER_MODEL = "sasrec"
 TEACHER_PROFILE = "quick"
@@ -435,9 +435,9 @@ def teacher_key(
         "model": TEACHER_MODEL,
         "config": config,
         "seed": TEACHER_SEED,
-        # a teacher trained on a GPU is not bit-identical to a CPU one (as for tokenizers): a
-        # shared cache must not hand a LETTER run whichever was cached first
-        **({"device": device.type} if device.type != "cpu" else {}),
+        # a teacher trained on a GPU is not bit-identical to a CPU one or another GPU's (as for
+        # tokenizers): a shared cache must not hand a LETTER run whichever was cached first
+        **device_key(device),
     }
 
 
@@ -509,7 +509,9 @@ def execute_run(
         except RunPaused as paused:
             paused.peak_rss_mb = memory.peak_mb
             raise
-        train_seconds = ctx.elapsed()
+        # read together: caching this run as the teacher below (or waiting for another
+        # worker's lock on it) is neither training nor an artifact of this run
+        train_seconds, artifact_seconds = ctx.elapsed(), ctx.artifact_seconds()
         if spec.model == TEACHER_MODEL and spec.seed == TEACHER_SEED and not ctx.stopped_by_budget:
             # this run is the teacher LETTER / UniGRec would train (a budget that never bit
             # changes nothing): cache it, don't train twice
@@ -529,11 +531,7 @@ def execute_run(
     diagnostics = {
         "train_seconds": round(train_seconds, 2),
         # of train_seconds: artifacts built on a cold cache (outside any time budget)
-        **(
-            {}
-            if ctx.artifacts_untracked
-            else {"artifact_seconds": round(ctx.artifact_seconds(), 2)}
-        ),
+        **({} if ctx.artifacts_untracked else {"artifact_seconds": round(artifact_seconds, 2)}),
         "eval_seconds": round(eval_seconds, 2),
         "test_users_per_second": round(len(test_ranks) / max(eval_seconds, 1e-9), 1),
         "peak_rss_mb": round(memory.peak_mb, 1),
@@ -638,7 +636,12 @@ def run_batch(
         label=label,
         configs=configs,
     )
-    save_code_patch(results_dir)  # uncommitted code: its diff, named in every record's commit
+    try:
+        save_code_patch(results_dir)  # uncommitted code: its diff, named in every record's commit
+    except OSError as exc:
+        raise BenchmarkError(
+            f"could not write the code patch under {results_dir}/patches ({exc.strerror or exc})"
+        ) from None
     outcomes: list[RunOutcome] = []
     not_started: list[RunSpec] = []
     for dataset in datasets:
@@ -906,13 +909,6 @@ def _run_claimed(
         slot.release()
 
 
-def device_name(device: torch.device) -> str:
-    """The device a capped run trained on, as precise as the extension needs: another GPU
-    model (or torch) is not the same arithmetic."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    return f"{name}, torch {torch.__version__}"
-
-
 def budget_rule(spec: RunSpec) -> dict[str, str]:
     return {BUDGET_EXCLUDES: ARTIFACT_BUILDS} if spec.budget_minutes else {}
 
@@ -998,7 +994,13 @@ def _train_and_record(
         record.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         record.traceback = traceback.format_exc()
     record.finished_at = now()
-    record.save(path)
+    try:
+        record.save(path)
+    except OSError as exc:  # a full disk or a read-only folder: say so, keep the checkpoints
+        raise BenchmarkError(
+            f"could not write the run record {path} ({exc.strerror or exc}); the run's epoch "
+            "checkpoints are kept: free space or fix permissions and re-run the same command"
+        ) from None
     if record.status == "ok" and not record.diagnostics["stopped_by_budget"]:
         _settle_checkpoints(spec, record.diagnostics, checkpoints, device, extended)
     elif record.status == "failed" and copied:

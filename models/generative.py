@@ -61,6 +61,7 @@ from models.components.seq2seq import (
 from models.training import (
     SCHEDULES,
     EarlyStopping,
+    device_key,
     lr_schedule,
     pad_histories,
     train_epochs_with_resume,
@@ -239,8 +240,8 @@ class GenerativeRecommender(NetModel):
             # k-means saw more than the first batch (a batch of <= 4 items per codeword): a
             # different tokenizer from the one cached before that rule
             **({"kmeans_init_items": init} if init != c.rq_batch_size else {}),
-            # a tokenizer trained on a GPU is not bit-identical to a CPU one: keep them apart
-            **({"device": ctx.device.type} if ctx.device.type != "cpu" else {}),
+            # a tokenizer trained on a GPU is not bit-identical to a CPU one or another GPU's
+            **device_key(ctx.device),
         }
 
     def tokenizer_seed(self, ctx: FitContext) -> int:

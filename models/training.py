@@ -30,6 +30,20 @@ from models.errors import TrainingDiverged
 SCHEDULES = ("constant", "inverse_sqrt", "cosine")
 
 
+def device_name(device: torch.device) -> str:
+    """The device as precise as bit-identical results need: another GPU model (or torch) is
+    not the same arithmetic ("cpu, torch 2.x" on the CPU)."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return f"{name}, torch {torch.__version__}"
+
+
+def device_key(device: torch.device) -> dict[str, str]:
+    """The cache-key entry of an artifact trained on ``device``: none on the CPU (the keys
+    every cached CPU artifact has), the GPU model and torch otherwise, so a cache shared by
+    machines never hands one GPU's artifact to another's run."""
+    return {} if device.type == "cpu" else {"device": device_name(device)}
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

@@ -304,3 +304,27 @@ def test_a_malformed_second_dataset_fails_before_the_first_trains(tmp_path, caps
     args = ("--models", "pop", "--dataset", "ml-tiny,bad", "--data-dir", str(data))
     check(capsys, run_cli(tmp_path, *args), "item_id '1' has 2 rows")
     assert not (tmp_path / "results" / "runs").exists()
+
+
+def test_a_full_disk_at_the_record_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    from benchmark.records import RunRecord
+
+    def no_space(self, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(RunRecord, "save", no_space)
+    code = run_cli(tmp_path, "--models", "pop", "--dataset", "ml-tiny", "--data-dir",
+                   str(FIXTURE_DIR))  # fmt: skip
+    check(capsys, code, "could not write the run record")
+
+
+def test_an_artifact_that_cannot_be_cached_is_used_and_warned_about(tmp_path, capsys, monkeypatch):
+    from benchmark import cache as cache_module
+
+    def no_space(path, value):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache_module, "torch_save_atomic", no_space)
+    disk = cache_module.DiskCache(tmp_path / "cache")
+    assert disk.get_or_create("kind", {"k": 1}, lambda: [1, 2]) == [1, 2]
+    assert "No space left on device); not cached" in capsys.readouterr().err
