@@ -623,6 +623,9 @@ def run_batch(
     # Resolve every model, config and dataset before any work, so a typo fails fast and costs
     # nothing.
     configs = resolve_configs(models, datasets, profile, overrides, tuned)
+    # the teacher's module too, now: code imported hours later (after an edit) would not be
+    # the code the records' commit names, read at the command's start
+    resolve_model(TEACHER_MODEL)
     for dataset in datasets:
         check_dataset(dataset, data_dir)
     specs = plan_runs(
