@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
-from benchmark.significance import holm, paired_t_p, per_user_scores, wilcoxon_p
+from benchmark.significance import holm, paired_t_p, per_user_scores, ranked_seeds, wilcoxon_p
 
 COLUMNS = ["model", "builds_on", "metric", "seeds", "mean", "base_mean", "delta", "wins",
            "p_value", "p_holm", "p_seeds"]  # fmt: skip
@@ -49,8 +49,7 @@ def compare_with_bases(
     successful runs: ``model``, ``seed``, metric columns, ``users`` / ``ranks``)."""
     models = sorted(set(runs["model"]))
     pairs = [(m, builds_on(m)) for m in models if builds_on(m) in models and builds_on(m) != m]
-    with_ranks = runs[runs["ranks"].notna() & runs["users"].notna()]
-    ranked = with_ranks.groupby("model")["seed"].agg(set).to_dict()
+    ranked = ranked_seeds(runs)
     rows = []
     for metric in metrics:
         if metric not in runs:

@@ -21,7 +21,13 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from benchmark.atomic import write_atomic
-from benchmark.leaderboard import DISPLAY, Leaderboard, Table, build_leaderboard, load_records
+from benchmark.leaderboard import (
+    Leaderboard,
+    Table,
+    build_leaderboard,
+    load_records,
+    metric_label,
+)
 from benchmark.metrics import headline_metrics
 
 Palette = dict[str, tuple[float, float, float]]
@@ -47,15 +53,10 @@ def _legend_outside(ax: Axes) -> None:
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=None, frameon=False)
 
 
-def _label(metric: str) -> str:
-    name, k = metric.split("@")
-    return f"{DISPLAY[name]}@{k}"
-
-
 def metric_bars(table: Table, palette: Palette) -> Figure | None:
     """The headline metrics (e.g. NDCG@10, Recall@10) per model: mean over seeds with 95%
     t-intervals."""
-    metrics = {m: _label(m) for m in headline_metrics(table.selection)}
+    metrics = {m: metric_label(m) for m in headline_metrics(table.selection)}
     present = [m for m in metrics if m in table.runs]
     if not present:
         return None
@@ -112,7 +113,7 @@ def accuracy_vs_time(table: Table, palette: Palette) -> Figure | None:
     ax.set_xscale("log")
     ax.set(
         xlabel="training time (s, log scale)",
-        ylabel=f"test {_label(metric)} (mean ± std over seeds)",
+        ylabel=f"test {metric_label(metric)} (mean ± std over seeds)",
         title=table.slug,
     )
     _legend_outside(ax)
@@ -193,7 +194,9 @@ def validation_curves(table: Table, palette: Palette) -> Figure | None:
     if len(tails):
         thin = {**style, "marker": None, "linewidth": 0.8, "alpha": 0.6, "legend": False}
         sns.lineplot(data=tails, x="epoch", y="y", units="run", estimator=None, ax=axes[0], **thin)
-    axes[0].set(xlabel="epoch", ylabel=f"validation {_label(metric)} (mean ± std; thin: tails)")
+    axes[0].set(
+        xlabel="epoch", ylabel=f"validation {metric_label(metric)} (mean ± std; thin: tails)"
+    )
     if len(timed):
         sns.lineplot(
             data=timed.assign(minutes=timed["seconds"] / 60),

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import submitit
+
 from benchmark.errors import BenchmarkError
 
 
@@ -161,23 +163,18 @@ def local_gpus(workers: int) -> list[str | None]:
     return [devices[i % len(devices)] if devices else None for i in range(workers)]
 
 
-class _Requeued:
-    """A job function that submitit requeues when its time limit nears or it is preempted
-    (Slurm's USR2, or the local executor's own timeout), instead of ending the job with an
-    error: the run in training is killed, its claim dies with the process, and the requeued
-    job skips finished runs and continues that one from its last epoch checkpoint. A tune
-    worker's trial in flight fails (its heartbeat stops) and the search goes on."""
+class _Requeued(submitit.helpers.Checkpointable):
+    """A job function that submitit requeues with the same arguments when its time limit nears
+    or it is preempted (Slurm's USR2, or the local executor's own timeout), instead of ending
+    the job with an error: the run in training is killed, its claim dies with the process, and
+    the requeued job skips finished runs and continues that one from its last epoch
+    checkpoint. A tune worker's trial in flight fails (its heartbeat stops), the search goes on."""
 
     def __init__(self, function):
         self.function = function
 
     def __call__(self, *args):
         return self.function(*args)
-
-    def checkpoint(self, *args):
-        import submitit
-
-        return submitit.helpers.DelayedSubmission(self, *args)
 
 
 # how often one job may be requeued at its time limit before submitit gives up on it (on the
@@ -191,8 +188,6 @@ def _applies(override: str, model: str) -> bool:
 
 
 def _executor(log_dir: Path, resources: Resources, threads: int):
-    import submitit
-
     if resources.executor == "local":
         executor = submitit.LocalExecutor(
             folder=str(log_dir / "%j"), max_num_timeout=MAX_LOCAL_REQUEUES
@@ -273,16 +268,18 @@ def launch_grid(grid: Grid, resources: Resources, log_dir: Path | None = None) -
         size = max(1, resources.runs_per_job)
         chunks = [runs[i : i + size] for i in range(0, len(runs), size)]
         threads = resources.cpus_per_job
-    gpus = local_gpus(len(chunks)) if resources.executor == "local" else [None] * len(chunks)
     executor = _executor(log_dir, resources, threads)
-    return submit(executor, run_job, [grid] * len(chunks), chunks, [threads] * len(chunks), gpus)
+    n = len(chunks)
+    return submit(executor, resources, run_job, [grid] * n, chunks, [threads] * n)
 
 
-def submit(executor: Any, function: Any, *columns: list) -> list[Any]:
-    """``executor.map_array`` of ``function`` (requeued at its time limit), with a refused
-    submission (sbatch's error: partition, account, limits) as a clear error."""
-    import submitit
-
+def submit(executor: Any, resources: Resources, function: Any, *columns: list) -> list[Any]:
+    """``executor.map_array`` of ``function`` (requeued at its time limit), one job per row of
+    ``columns``, plus each local worker's GPU as a last argument where this machine has GPUs;
+    a refused submission (sbatch's error: partition, account, limits) is a clear error."""
+    gpus = local_gpus(len(columns[0])) if resources.executor == "local" else []
+    if any(gpus):
+        columns = (*columns, gpus)
     try:
         return executor.map_array(_Requeued(function), *columns)
     except (submitit.core.utils.FailedSubmissionError, OSError) as exc:
@@ -300,8 +297,6 @@ def job_results(jobs: list[Any]) -> tuple[list[Any], list[str]]:
     """Each finished job's result, and one line per job that failed or ran out of time (its
     error's last line and its log), so one lost job neither hides the others nor ends in a
     traceback."""
-    import submitit
-
     results, failures = [], []
     for job in jobs:
         try:
@@ -310,7 +305,7 @@ def job_results(jobs: list[Any]) -> tuple[list[Any], list[str]]:
             # the exception's own line at the end of the job's traceback, else submitit's first
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
             errors = [line for line in lines if _EXCEPTION_LINE.match(line)]
-            reason = (errors or lines or [type(exc).__name__])[-1 if errors else 0]
+            reason = errors[-1] if errors else lines[0] if lines else type(exc).__name__
             failures.append(f"job {job.job_id}: {reason[:300]} (log: {job.paths.stderr})")
     return results, failures
 
@@ -330,9 +325,8 @@ def launch_tune(
         threads = resources.cpus_per_job
     executor = _executor(log_dir, resources, threads)
     n = max(workers, 1)
-    gpus = local_gpus(n) if resources.executor == "local" else [None] * n
     return submit(
-        executor, _tune_job, [model] * n, [dataset] * n, [tune_kwargs] * n, [threads] * n, gpus
+        executor, resources, _tune_job, [model] * n, [dataset] * n, [tune_kwargs] * n, [threads] * n
     )
 
 

@@ -30,7 +30,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.log import logger
 from benchmark.metrics import METRIC_TABLE
 from benchmark.records import ARTIFACT_BUILDS, BUDGET_EXCLUDES, RecordError, RunRecord
-from benchmark.significance import holm, per_user_scores, wilcoxon_p
+from benchmark.significance import holm, per_user_scores, ranked_seeds, wilcoxon_p
 from models.training import capped_stages
 
 ALPHA = 0.05
@@ -610,9 +610,7 @@ def _significance(table: Table, stats: pd.DataFrame) -> pd.DataFrame:
     per column. ``worse``: the model's mean over those users and seeds is below the best's (the
     † of the tables marks only that). Models tied with the best at the shown precision share
     its bold and are not tested."""
-    # the seeds with per-user ranks: a seed without them would silently drop out of one side
-    ranked = table.runs[table.runs["ranks"].notna() & table.runs["users"].notna()]
-    seeds = ranked.groupby("model")["seed"].agg(lambda s: tuple(sorted(set(s)))).to_dict()
+    seeds = ranked_seeds(table.runs)
     scores: dict[tuple[str, str, tuple[int, ...]], pd.Series] = {}
 
     def per_user(model: str, metric: str, on: tuple[int, ...]) -> pd.Series:
@@ -716,8 +714,7 @@ def leaderboard_cells(table: Table, summary: pd.DataFrame, style: Style) -> pd.D
         seeds = str(n_ok) if n_ok == len(table.seeds) else f"{n_ok}/{len(table.seeds)}"
         row = {"Model": style.escape(model), "Seeds": seeds}
         for metric in table.columns:
-            name, k = metric.split("@")
-            row[f"{DISPLAY[name]}@{k}"] = _cell(by_cell.loc[(model, metric)], style)
+            row[metric_label(metric)] = _cell(by_cell.loc[(model, metric)], style)
         for metric, header in COST.items():
             value = by_cell["mean"].get((model, metric), float("nan"))
             row[header] = _cost(metric, value, style)
@@ -752,7 +749,6 @@ def comparison_cells(comparisons: pd.DataFrame, style: Style, alpha: float) -> p
         ["model", "metric"], key=lambda c: c.map(order) if c.name == "metric" else c
     )
     for row in comparisons.itertuples():
-        name, k = row.metric.split("@")
         relative = f" ({row.delta / row.base_mean:+.0%})" if row.base_mean else ""
         p = "—" if pd.isna(row.p_holm) else f"{row.p_holm:.2g}"
         p_seeds = "—" if pd.isna(row.p_seeds) else f"{row.p_seeds:.2g}"
@@ -760,7 +756,7 @@ def comparison_cells(comparisons: pd.DataFrame, style: Style, alpha: float) -> p
             {
                 "Method": style.escape(row.model),
                 "Builds on": style.escape(row.builds_on),
-                "Metric": f"{DISPLAY[name]}@{k}",
+                "Metric": metric_label(row.metric),
                 "Seeds": str(row.seeds),
                 "Method mean": f"{row.mean:.4f}",
                 "Base mean": f"{row.base_mean:.4f}",
@@ -806,11 +802,11 @@ def untested_notes(table: Table, summary: pd.DataFrame) -> list[str]:
     """Models that could not be tested against a column's best (no seed with per-user ranks in
     common): their cells carry no mark either way, which must not read as "not worse"."""
     columns = summary[summary["metric"].isin(table.columns) & summary["mean"].notna()]
-    reference = columns.get("reference", pd.Series(False, index=columns.index)).eq(True)
-    rows = columns[columns["p_value"].isna() & columns["place"].ne(1).fillna(True) & ~reference]
+    reference, not_best = columns["reference"], columns["place"].ne(1).fillna(True)
+    rows = columns[columns["p_value"].isna() & not_best & ~reference]
 
     def named(metrics: Any) -> str:
-        return ", ".join(_display(m) for m in table.columns if m in set(metrics))
+        return ", ".join(metric_label(m) for m in table.columns if m in set(metrics))
 
     notes = [
         f"{model}: not tested against the column's best in {named(group['metric'])} (no seed "
@@ -818,7 +814,7 @@ def untested_notes(table: Table, summary: pd.DataFrame) -> list[str]:
         for model, group in rows.groupby("model", sort=True)
     ]
     # the best mean kept no per-user ranks: † there compares with the best model that did
-    stand_in = columns[reference & columns["place"].ne(1).fillna(True)]
+    stand_in = columns[reference & not_best]
     notes += [
         f"{model} stands in for the column's best in {named(group['metric'])} (the best kept no "
         "per-user ranks): † there means significantly worse than it."
@@ -827,8 +823,8 @@ def untested_notes(table: Table, summary: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _display(metric: str) -> str:
-    """``recall@10`` as the tables head it, ``Recall@10``."""
+def metric_label(metric: str) -> str:
+    """``recall@10`` as tables and figures head it, ``Recall@10``."""
     name, _, k = metric.partition("@")
     return f"{DISPLAY.get(name, name)}@{k}"
 

@@ -33,6 +33,13 @@ def per_user_scores(
 DECIMALS = 12
 
 
+def ranked_seeds(runs: pd.DataFrame) -> dict[str, tuple[int, ...]]:
+    """Each model's seeds that kept per-user ranks (sorted): the only ones a per-user test can
+    pair, since a seed without them would silently drop out of one side."""
+    ranked = runs[runs["ranks"].notna() & runs["users"].notna()]
+    return ranked.groupby("model")["seed"].agg(lambda s: tuple(sorted(set(s)))).to_dict()
+
+
 def wilcoxon_p(reference: pd.Series, other: pd.Series) -> float:
     """Two-sided Wilcoxon signed-rank p-value, paired by user; NaN when nothing pairs, 1 when
     every user scores the same under both."""

@@ -26,12 +26,12 @@ from benchmark.leaderboard import (
     ALPHA,
     COST,
     DIGITS,
-    DISPLAY,
     Leaderboard,
     Style,
     Table,
     comparison_cells,
     comparison_legend,
+    metric_label,
     untested_notes,
 )
 from benchmark.metrics import headline_metrics
@@ -108,7 +108,7 @@ def _leaderboard_html(table: Table, summary: pd.DataFrame) -> str:
     by_cell = summary.set_index(["model", "metric"])
     metrics = table.columns
     head = ["Model", "Seeds"]
-    head += [f"{DISPLAY[m.split('@')[0]]}@{m.split('@')[1]}" for m in metrics]
+    head += [metric_label(m) for m in metrics]
     head += list(COST.values())
     rows = []
     for model in table.models:

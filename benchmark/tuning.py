@@ -304,13 +304,20 @@ def _protocol_tag(protocol: Protocol | None) -> str:
     return f".{key_hash(protocol.to_dict())[:8]}"
 
 
+FILE_STORAGES = ("journal:", "sqlite:///")
+
+
+def _file_storage(url: str) -> tuple[str, Path] | None:
+    """The prefix and file of a journal or SQLite storage URL; None for a database server."""
+    prefix = next((p for p in FILE_STORAGES if url.startswith(p)), None)
+    return None if prefix is None else (prefix, Path(url.removeprefix(prefix)).expanduser())
+
+
 def canonical_storage(url: str) -> str:
     """``url`` with a journal or SQLite file as an absolute path: one study reached as
     ``results/...`` or ``./results/...`` or from another folder is one storage."""
-    for prefix in ("journal:", "sqlite:///"):
-        if url.startswith(prefix):
-            return prefix + str(Path(url.removeprefix(prefix)).expanduser().resolve())
-    return url
+    file = _file_storage(url)
+    return url if file is None else file[0] + str(file[1].resolve())
 
 
 def default_storage(results_dir: Path, model: str, dataset: str) -> str:
@@ -571,12 +578,9 @@ def _counts(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, int]:
 def study_counts(storage: str, name: str) -> dict[str, int]:
     """Trials per state of study ``name`` in ``storage``; empty when there is no such study
     (a storage file that does not exist yet is not created)."""
-    for prefix in ("journal:", "sqlite:///"):
-        if (
-            storage.startswith(prefix)
-            and not Path(storage.removeprefix(prefix)).expanduser().is_file()
-        ):
-            return {}
+    file = _file_storage(storage)
+    if file is not None and not file[1].is_file():
+        return {}
     try:
         study = optuna.load_study(study_name=name, storage=open_storage(storage))
     except KeyError:  # the storage holds other studies only

@@ -127,8 +127,9 @@ def test_local_workers_get_this_machines_gpus_round_robin(monkeypatch):
 def test_a_failed_job_is_reported_with_its_log_not_a_traceback(tmp_path):
     from benchmark.launch import Resources, _executor, job_results, submit
 
-    executor = _executor(tmp_path / "logs", Resources(executor="local"), threads=1)
-    jobs = submit(executor, int, ["not a number"])  # a job whose function raises
+    resources = Resources(executor="local")
+    executor = _executor(tmp_path / "logs", resources, threads=1)
+    jobs = submit(executor, resources, int, ["not a number"])  # a job whose function raises
     results, lost = job_results(jobs)
     assert results == [] and len(lost) == 1
     assert "ValueError: invalid literal for int()" in lost[0] and "log:" in lost[0]

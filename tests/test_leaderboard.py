@@ -82,6 +82,13 @@ def write_run(
     record.save(folder / f"{run_id}.json")
 
 
+def drop_ranks(path: Path) -> None:
+    """A record that kept no per-user ranks (as records before they were stored)."""
+    record = json.loads(path.read_text())
+    record["test_ranks"] = record["test_users"] = None
+    path.write_text(json.dumps(record))
+
+
 def build(root: Path) -> tuple[str, pd.DataFrame, str]:
     md, csv, tex, runs, *_ = write_leaderboard(root)
     assert len(pd.read_csv(runs)) >= 1  # the run-level table the others are views of
@@ -494,10 +501,7 @@ def test_the_best_model_without_per_user_ranks_does_not_shield_the_others(tmp_pa
     write_run(tmp_path, "top", 0, [1] * N_USERS)
     write_run(tmp_path, "good", 0, [1] * N_USERS)
     write_run(tmp_path, "bad", 0, [0] * N_USERS)
-    record = next((tmp_path / "runs" / "toy" / "top").glob("*.json"))
-    raw = json.loads(record.read_text())
-    raw["test_ranks"] = raw["test_users"] = None
-    record.write_text(json.dumps(raw))
+    drop_ranks(next((tmp_path / "runs" / "toy" / "top").glob("*.json")))
     _, csv, _ = build(tmp_path)
     assert bool(cell(csv, "bad")["significant"])
 
@@ -609,10 +613,7 @@ def test_when_the_best_kept_no_ranks_the_stand_in_is_named_not_called_untested(
     write_run(tmp_path, "x", 0, [1] * N_USERS)  # best, but its ranks are lost below
     write_run(tmp_path, "y", 0, [1] * 50 + [0] * (N_USERS - 50))
     write_run(tmp_path, "z", 0, [0] * N_USERS)
-    path = next((tmp_path / "runs" / "toy" / "x").glob("*.json"))
-    record = json.loads(path.read_text())
-    record["test_ranks"] = record["test_users"] = None
-    path.write_text(json.dumps(record))
+    drop_ranks(next((tmp_path / "runs" / "toy" / "x").glob("*.json")))
     md, _, _ = build(tmp_path)
     assert "y: not tested" not in md
     assert "y stands in for the column's best in Recall@5, NDCG@5" in md
@@ -643,10 +644,7 @@ def test_a_comparison_tests_per_user_only_on_seeds_both_kept_ranks_for(tmp_path:
     for seed in range(3):
         write_run(tmp_path, "tiger", seed, rng.integers(1, 40, N_USERS).tolist())
         write_run(tmp_path, "letter", seed, rng.integers(1, 30, N_USERS).tolist())
-    path = sorted((tmp_path / "runs" / "toy" / "tiger").glob("*.json"))[2]
-    record = json.loads(path.read_text())
-    record["test_ranks"] = record["test_users"] = None
-    path.write_text(json.dumps(record))
+    drop_ranks(sorted((tmp_path / "runs" / "toy" / "tiger").glob("*.json"))[2])
     (table,) = build_leaderboard(load_records(tmp_path)).tables
     rows = compare_with_bases(table.runs, ["recall@10"], {"letter": "tiger"}.get)
     paired = [per_user_scores(table.runs, m, "recall@10", [0, 1]) for m in ("tiger", "letter")]
